@@ -1,0 +1,69 @@
+//! Face detection: model-independent decoding of detector outputs into [`Detection`]s.
+//!
+//! Consumes raw output tensors (plain `f32` slices, as the bundle module hands them over) and
+//! produces boxes, scores and 5 landmarks in the pixel coordinates of the detector input.
+//! Two decoders: [`retinaface`] (priors + variances, as the reference) and [`yunet`]
+//! (anchor-free, the demo detector). [`nms`] is shared.
+
+pub mod nms;
+pub mod retinaface;
+pub mod yunet;
+
+/// One face: box, confidence and the five landmarks, all in pixels.
+///
+/// Landmark order: image-left eye, image-right eye, nose tip, left mouth corner, right mouth
+/// corner (the RetinaFace / ArcFace order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// Box as `[x1, y1, x2, y2]` in pixels.
+    pub bbox_px: [f32; 4],
+    /// Detector confidence in `0..=1`.
+    pub score: f32,
+    /// Five landmarks `[x, y]` in pixels.
+    pub landmarks_px: [[f32; 2]; 5],
+}
+
+impl Detection {
+    /// Box area in square pixels (plain convention, no "+1").
+    pub fn area(&self) -> f32 {
+        let [x1, y1, x2, y2] = self.bbox_px;
+        (x2 - x1).max(0.0) * (y2 - y1).max(0.0)
+    }
+
+    /// The same detection with every coordinate multiplied by `sx` (x) and `sy` (y).
+    pub fn scaled(&self, sx: f32, sy: f32) -> Detection {
+        let mut d = *self;
+        d.bbox_px = [d.bbox_px[0] * sx, d.bbox_px[1] * sy, d.bbox_px[2] * sx, d.bbox_px[3] * sy];
+        for p in d.landmarks_px.iter_mut() {
+            p[0] *= sx;
+            p[1] *= sy;
+        }
+        d
+    }
+}
+
+/// Which face to analyse when a photo holds several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaceChoice {
+    /// The highest detector score (the reference behaviour).
+    #[default]
+    HighestScore,
+    /// The largest box.
+    Largest,
+}
+
+/// Picks one face out of `faces` by `choice`; ties keep the earlier detection.
+pub fn choose(faces: &[Detection], choice: FaceChoice) -> Option<Detection> {
+    let mut best: Option<&Detection> = None;
+    for f in faces {
+        let better = match (best, choice) {
+            (None, _) => true,
+            (Some(b), FaceChoice::HighestScore) => f.score > b.score,
+            (Some(b), FaceChoice::Largest) => f.area() > b.area(),
+        };
+        if better {
+            best = Some(f);
+        }
+    }
+    best.copied()
+}

@@ -1,0 +1,46 @@
+//! Embedding: test-time-augmentation views of an aligned face and the keyed embeddings the
+//! ensemble produces.
+//!
+//! Consumes an [`crate::align::AlignedFace`] (112x112 RGB); produces [`Embeddings`], one
+//! vector per [`Key`] = (model name, flip, gray). Distances are always paired by key, never by
+//! position, so the order of entries carries no meaning.
+
+/// The identity of one embedding: which model, and which TTA view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Key {
+    /// Embedder name, as in the bundle manifest.
+    pub model: String,
+    /// Horizontally flipped view.
+    pub flip: bool,
+    /// Gray view (OpenCV RGB2GRAY, replicated to 3 channels, applied before the flip).
+    pub gray: bool,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/flip={}/gray={}", self.model, self.flip as u8, self.gray as u8)
+    }
+}
+
+/// The TTA views in the reference order: (flip, gray) = (0,0), (0,1), (1,0), (1,1).
+pub const TTA_VIEWS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+/// Embeddings of one face, one vector per key. Vectors are as the model produced them
+/// (not normalised); cosine distance normalises.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Embeddings {
+    /// `(key, vector)` pairs; keys are unique.
+    pub entries: Vec<(Key, Vec<f32>)>,
+}
+
+impl Embeddings {
+    /// The vector stored under `key`, if any.
+    pub fn get(&self, key: &Key) -> Option<&[f32]> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+
+    /// The keys, in stored order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+}

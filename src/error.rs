@@ -1,0 +1,98 @@
+//! The library's one error type. Variants follow the pipeline stage that failed and carry
+//! the file and the reason in words a clinician or deployer can act on. The CLI maps each
+//! variant to an exit code (`Error::exit_code`).
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong between a photo and a ranking.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid arguments or input files that are not photos, bundles or galleries
+    /// (labels CSV, options).
+    #[error("{0}")]
+    Usage(String),
+
+    /// A photo was analysed but no face was found in it.
+    #[error("{path}: no face found{detail}", path = .path.display())]
+    NoFace {
+        /// The photo.
+        path: PathBuf,
+        /// Extra context (empty or starting with a separator).
+        detail: String,
+    },
+
+    /// A photo that cannot be read or decoded, or is outside the limits.
+    #[error("{path}: {reason}", path = .path.display())]
+    Image {
+        /// The photo.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A model bundle (manifest or model file) that is malformed, tampered or does not fit.
+    #[error("model bundle {path}: {reason}", path = .path.display())]
+    Bundle {
+        /// Manifest or model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A gallery file that is malformed, corrupted or made for another bundle.
+    #[error("gallery {path}: {reason}", path = .path.display())]
+    Gallery {
+        /// The gallery file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An I/O failure on a file we were asked to write.
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An image error for `path`.
+    pub fn image(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Image { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
+
+    /// A bundle error for `path`.
+    pub fn bundle(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Bundle { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
+
+    /// A gallery error for `path`.
+    pub fn gallery(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Gallery { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
+
+    /// An I/O error for `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// The process exit code the CLI uses for this error:
+    /// 2 usage, 3 no face, 4 unreadable image, 5 bundle, 6 gallery (1 for other I/O).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::NoFace { .. } => 3,
+            Error::Image { .. } => 4,
+            Error::Bundle { .. } => 5,
+            Error::Gallery { .. } => 6,
+            Error::Io { .. } => 1,
+        }
+    }
+}
