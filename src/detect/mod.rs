@@ -9,6 +9,26 @@ pub mod nms;
 pub mod retinaface;
 pub mod yunet;
 
+/// Why raw detector outputs could not be decoded: tensors whose lengths do not fit the
+/// priors or grid, or a decoder configuration that cannot work. The model loader turns this
+/// into an [`Error::Bundle`](crate::Error::Bundle) for the model file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// An output tensor holds the wrong number of values.
+    #[error("detector output `{tensor}` has {got} values, expected {expected}")]
+    Length {
+        /// Which output (for example `loc`, `conf`, `cls_8`).
+        tensor: String,
+        /// Values implied by the priors or the grid.
+        expected: usize,
+        /// Values actually received.
+        got: usize,
+    },
+    /// The decoder configuration or the input size is unusable (zero size, zero stride...).
+    #[error("detector configuration: {0}")]
+    Config(String),
+}
+
 /// One face: box, confidence and the five landmarks, all in pixels.
 ///
 /// Landmark order: image-left eye, image-right eye, nose tip, left mouth corner, right mouth
@@ -33,7 +53,12 @@ impl Detection {
     /// The same detection with every coordinate multiplied by `sx` (x) and `sy` (y).
     pub fn scaled(&self, sx: f32, sy: f32) -> Detection {
         let mut d = *self;
-        d.bbox_px = [d.bbox_px[0] * sx, d.bbox_px[1] * sy, d.bbox_px[2] * sx, d.bbox_px[3] * sy];
+        d.bbox_px = [
+            d.bbox_px[0] * sx,
+            d.bbox_px[1] * sy,
+            d.bbox_px[2] * sx,
+            d.bbox_px[3] * sy,
+        ];
         for p in d.landmarks_px.iter_mut() {
             p[0] *= sx;
             p[1] *= sy;
