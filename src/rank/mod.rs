@@ -1,1 +1,174 @@
-//! TODO
+//! Ranking: the query face against the gallery.
+//!
+//! Consumes the query [`Embeddings`] and a [`Gallery`]; produces a [`Ranking`]: gallery
+//! images sorted by mean key-paired cosine distance ([`distance`]), then the syndromes
+//! (nearest neighbour: a syndrome's distance is that of its closest image), genes and
+//! patients in order of first occurrence in that image list, as the GestaltMatcher-Arc
+//! reference reports them. `gestalt_score = 1.3 - distance`.
+
+pub mod distance;
+
+pub use distance::{cosine_distance, distances};
+
+use crate::embed::Embeddings;
+use crate::gallery::Gallery;
+use crate::Result;
+use std::collections::HashSet;
+
+/// The reference's offset for `gestalt_score = GESTALT_OFFSET - distance`.
+pub const GESTALT_OFFSET: f32 = 1.3;
+
+/// How to rank.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankOptions {
+    /// Maximum entries per list (syndromes, genes, patients); 0 gives empty lists.
+    pub top: usize,
+    /// Gallery images closer than this mean cosine distance are dropped before ranking as
+    /// probable photos of the same patient (the reference used 0.4, later 0.3). `None` keeps
+    /// every image.
+    pub same_patient_threshold: Option<f32>,
+}
+
+/// One suggested syndrome. Field names are the JSON contract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SyndromeHit {
+    /// Syndrome name.
+    pub syndrome_name: String,
+    /// OMIM number, when known.
+    pub omim_id: Option<u32>,
+    /// Mean cosine distance of the syndrome's nearest gallery image.
+    pub distance: f32,
+    /// `1.3 - distance` (higher is more similar).
+    pub gestalt_score: f32,
+    /// That nearest image.
+    pub image_id: String,
+    /// Its subject (patient).
+    pub subject_id: String,
+}
+
+/// One suggested gene. Field names are the JSON contract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GeneHit {
+    /// Gene symbol.
+    pub gene_name: String,
+    /// Entrez gene id, when known.
+    pub gene_entrez_id: Option<u32>,
+    /// Syndrome of the image the gene was first met on.
+    pub syndrome_name: String,
+    /// Mean cosine distance of that image.
+    pub distance: f32,
+    /// `1.3 - distance`.
+    pub gestalt_score: f32,
+    /// That image.
+    pub image_id: String,
+    /// Its subject (patient).
+    pub subject_id: String,
+}
+
+/// One similar patient. Field names are the JSON contract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PatientHit {
+    /// Subject (patient) id.
+    pub subject_id: String,
+    /// The patient's syndrome (of the nearest image of this patient).
+    pub syndrome_name: String,
+    /// Its OMIM number, when known.
+    pub omim_id: Option<u32>,
+    /// Mean cosine distance of the patient's nearest image.
+    pub distance: f32,
+    /// `1.3 - distance`.
+    pub gestalt_score: f32,
+    /// That image.
+    pub image_id: String,
+}
+
+/// The result of ranking one query.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Ranking {
+    /// Syndromes, nearest first.
+    pub syndromes: Vec<SyndromeHit>,
+    /// Genes, in order of first occurrence in the ranked image list.
+    pub genes: Vec<GeneHit>,
+    /// Patients, in order of first occurrence in the ranked image list.
+    pub patients: Vec<PatientHit>,
+    /// Gallery images the query was compared with (before the same-patient filter).
+    pub images_compared: usize,
+}
+
+/// Ranks the gallery against `query` (see the module docs for the rules).
+///
+/// Images are sorted by distance ascending, ties by gallery image index, so the output is
+/// deterministic. Errors as [`distances`].
+pub fn rank(query: &Embeddings, gallery: &Gallery, opts: &RankOptions) -> Result<Ranking> {
+    let dist = distances(query, gallery)?;
+    let mut order: Vec<usize> = (0..dist.len())
+        .filter(|&i| opts.same_patient_threshold.is_none_or(|t| dist[i] >= t))
+        .collect();
+    order.sort_by(|&a, &b| dist[a].total_cmp(&dist[b]).then(a.cmp(&b)));
+
+    let images = gallery.images();
+    let syndromes = gallery.syndromes();
+    let genes = gallery.genes();
+    let subjects = gallery.subjects();
+    let subject_name = |s: u32| subjects.get(s as usize).cloned().unwrap_or_default();
+
+    let mut out = Ranking {
+        images_compared: dist.len(),
+        ..Ranking::default()
+    };
+    let mut seen_syndromes = HashSet::new();
+    let mut seen_genes = HashSet::new();
+    let mut seen_subjects = HashSet::new();
+    for &i in &order {
+        let (Some(image), Some(&d)) = (images.get(i), dist.get(i)) else {
+            continue;
+        };
+        let syndrome = syndromes.get(image.syndrome as usize);
+        let syndrome_name = syndrome.map(|s| s.name.clone()).unwrap_or_default();
+        let omim_id = syndrome.and_then(|s| s.omim);
+        let score = GESTALT_OFFSET - d;
+        if out.syndromes.len() < opts.top && seen_syndromes.insert(image.syndrome) {
+            out.syndromes.push(SyndromeHit {
+                syndrome_name: syndrome_name.clone(),
+                omim_id,
+                distance: d,
+                gestalt_score: score,
+                image_id: image.image_id.clone(),
+                subject_id: subject_name(image.subject),
+            });
+        }
+        for &g in &image.genes {
+            if out.genes.len() >= opts.top {
+                break;
+            }
+            let Some(gene) = genes.get(g as usize) else {
+                continue;
+            };
+            if seen_genes.insert(g) {
+                out.genes.push(GeneHit {
+                    gene_name: gene.name.clone(),
+                    gene_entrez_id: gene.entrez,
+                    syndrome_name: syndrome_name.clone(),
+                    distance: d,
+                    gestalt_score: score,
+                    image_id: image.image_id.clone(),
+                    subject_id: subject_name(image.subject),
+                });
+            }
+        }
+        if out.patients.len() < opts.top && seen_subjects.insert(image.subject) {
+            out.patients.push(PatientHit {
+                subject_id: subject_name(image.subject),
+                syndrome_name,
+                omim_id,
+                distance: d,
+                gestalt_score: score,
+                image_id: image.image_id.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

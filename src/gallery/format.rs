@@ -1,0 +1,239 @@
+//! The gallery file layout, version 1.
+//!
+//! Consumes a [`Gallery`] (to write) or the bytes of a file (to read); produces the other.
+//! Layout, all postcard:
+//!
+//! ```text
+//! Header { magic: [u8; 8] = b"GESTALTG", format_version: u16 = 1 }
+//! Body::V1 { bundle_id, gallery_version, revision, keys, storage,
+//!            syndromes, genes, subjects, images, embeddings (length-prefixed raw bytes) }
+//! CRC-32 (IEEE, crc32fast) of every preceding byte, little-endian u32
+//! ```
+//!
+//! postcard has no schema evolution: a new layout adds a `Body` variant and bumps the header
+//! version; readers keep decoding the old variants.
+
+use super::{check_keys, image_bytes, normalise, quant, Data, Gallery};
+use crate::{Error, Result};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// First eight bytes of every gallery file.
+pub const MAGIC: [u8; 8] = *b"GESTALTG";
+
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Magic, one varint byte of version, at least one byte of body, the CRC.
+pub(crate) const MIN_LEN: usize = MAGIC.len() + 1 + 1 + 4;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    magic: [u8; 8],
+    format_version: u16,
+}
+
+/// The body as read: one variant per layout version.
+#[derive(serde::Deserialize)]
+enum Body {
+    V1(Data),
+}
+
+/// The body as written; encodes exactly like [`Body`] without cloning the data.
+#[derive(serde::Serialize)]
+enum BodyRef<'a> {
+    V1(&'a Data),
+}
+
+impl Gallery {
+    /// The complete file content: header, body, CRC-32.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = Header {
+            magic: MAGIC,
+            format_version: FORMAT_VERSION,
+        };
+        // Serialising plain structs into a Vec cannot fail; an empty result would be caught
+        // by the reader's length and checksum checks anyway.
+        let mut out = postcard::to_allocvec(&header).unwrap_or_default();
+        let body = postcard::to_extend(&BodyRef::V1(&self.data), Vec::new()).unwrap_or_default();
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a gallery from the bytes of a file; `path` names it in errors and becomes
+    /// [`Gallery::source`].
+    ///
+    /// Checks, in order, each failure an [`Error::Gallery`] with its own message: length and
+    /// magic, format version, CRC-32, body decoding, table consistency (indices in range,
+    /// unique keys and names, blob length, finite values).
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Gallery> {
+        let path = path.as_ref();
+        let fail = |reason: String| Error::gallery(path, reason);
+        if bytes.len() < MIN_LEN {
+            return Err(fail(
+                if bytes.starts_with(&MAGIC) || MAGIC.starts_with(bytes) {
+                    format!(
+                        "the file is truncated ({} bytes, too short for a gallery)",
+                        bytes.len()
+                    )
+                } else {
+                    "not a gestalt-edge gallery file (too short, wrong magic bytes)".to_string()
+                },
+            ));
+        }
+        if !bytes.starts_with(&MAGIC) {
+            return Err(fail(
+                "not a gestalt-edge gallery file (wrong magic bytes)".into(),
+            ));
+        }
+        let (header, rest) = postcard::take_from_bytes::<Header>(bytes)
+            .map_err(|e| fail(format!("unreadable header: {e}")))?;
+        if header.format_version != FORMAT_VERSION {
+            let hint = if header.format_version > FORMAT_VERSION {
+                "it was written by a newer gestalt-edge; upgrade this device"
+            } else {
+                "rebuild the gallery"
+            };
+            return Err(fail(format!(
+                "gallery format version {} is not supported (this build reads version {}); {hint}",
+                header.format_version, FORMAT_VERSION
+            )));
+        }
+        let (content, stored) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        let actual = crc32fast::hash(content);
+        if stored != actual {
+            return Err(fail(format!(
+                "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the file is \
+                 corrupted or truncated; restore it from a backup or rebuild it"
+            )));
+        }
+        let body_bytes = rest.get(..rest.len().saturating_sub(4)).unwrap_or_default();
+        let (body, trailing) = postcard::take_from_bytes::<Body>(body_bytes)
+            .map_err(|e| fail(format!("cannot decode the gallery body: {e}")))?;
+        if !trailing.is_empty() {
+            return Err(fail(format!(
+                "cannot decode the gallery body: {} unexpected bytes after it",
+                trailing.len()
+            )));
+        }
+        let Body::V1(data) = body;
+        let index = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
+        Ok(Gallery {
+            data,
+            source: PathBuf::from(path),
+            index,
+        })
+    }
+}
+
+/// Validates decoded tables and builds the search index (per key, image-major, normalised).
+/// The error is a sentence naming the first problem.
+fn build_index(d: &Data) -> std::result::Result<Vec<Vec<f32>>, String> {
+    check_keys(&d.keys)?;
+    first_duplicate(d.syndromes.iter().map(|s| s.name.as_str()), "syndrome")?;
+    first_duplicate(d.genes.iter().map(|g| g.name.as_str()), "gene")?;
+    first_duplicate(d.subjects.iter().map(String::as_str), "subject")?;
+    first_duplicate(d.images.iter().map(|i| i.image_id.as_str()), "image")?;
+    let in_range = |i: u32, n: usize| usize::try_from(i).is_ok_and(|i| i < n);
+    for im in &d.images {
+        let id = &im.image_id;
+        if !in_range(im.subject, d.subjects.len()) {
+            return Err(out_of_range(id, "subject", im.subject, d.subjects.len()));
+        }
+        if !in_range(im.syndrome, d.syndromes.len()) {
+            return Err(out_of_range(id, "syndrome", im.syndrome, d.syndromes.len()));
+        }
+        if let Some(&g) = im.genes.iter().find(|&&g| !in_range(g, d.genes.len())) {
+            return Err(out_of_range(id, "gene", g, d.genes.len()));
+        }
+    }
+    let per_image = image_bytes(d.storage, &d.keys).ok_or("the key widths are impossibly large")?;
+    let expected = per_image.checked_mul(d.images.len());
+    if expected != Some(d.embeddings.len()) {
+        return Err(format!(
+            "the embeddings hold {} bytes but {} images x {} bytes per image need {}",
+            d.embeddings.len(),
+            d.images.len(),
+            per_image,
+            expected.map_or_else(|| "more than fits".to_string(), |n| n.to_string())
+        ));
+    }
+    // The blob length matches, so every size below is bounded by the file size.
+    let mut index: Vec<Vec<f32>> = d
+        .keys
+        .iter()
+        .map(|s| Vec::with_capacity(d.images.len() * s.width as usize))
+        .collect();
+    let mut decoded = Vec::new();
+    let mut at = 0usize;
+    for im in &d.images {
+        for (spec, slot) in d.keys.iter().zip(index.iter_mut()) {
+            let n = quant::vector_bytes(d.storage, spec.width).unwrap_or(usize::MAX);
+            let bytes = at
+                .checked_add(n)
+                .and_then(|end| d.embeddings.get(at..end))
+                .ok_or("the embeddings end early")?;
+            if !quant::decode(d.storage, spec.width, bytes, &mut decoded) {
+                return Err(format!(
+                    "image '{}' has non-finite values for key {}",
+                    im.image_id, spec.key
+                ));
+            }
+            slot.extend_from_slice(&normalise(&decoded));
+            at += n;
+        }
+    }
+    Ok(index)
+}
+
+fn out_of_range(image: &str, table: &str, i: u32, n: usize) -> String {
+    format!("image '{image}' refers to {table} {i} but the {table} table has {n} entries")
+}
+
+fn first_duplicate<'a>(
+    names: impl Iterator<Item = &'a str>,
+    what: &str,
+) -> std::result::Result<(), String> {
+    let mut seen = HashSet::new();
+    for n in names {
+        if !seen.insert(n) {
+            return Err(format!("{what} '{n}' is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// serde adapter storing a `Vec<u8>` as one length-prefixed byte string (postcard: varint
+/// length + raw bytes, decoded in one copy instead of byte by byte).
+pub(crate) mod raw_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Key-paired cosine distances between a query and every gallery image.
+//!
+//! Consumes the query [`Embeddings`] and a [`Gallery`] (its normalised search index);
+//! produces one distance per gallery image: the plain mean over the gallery's keys of
+//! `1 - cos(query[key], image[key])`, always pairing vectors by key, never by position.
+
+use crate::embed::Embeddings;
+use crate::gallery::Gallery;
+use crate::{Error, Result};
+
+/// Cosine distance `1 - a.b / (|a| |b|)`, in `0..=2`.
+///
+/// A zero vector on either side, or slices of different lengths, give 1.0 (no similarity
+/// can be claimed). Accumulates in f64.
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 1.0;
+    }
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 1.0;
+    }
+    (1.0 - ab / (aa.sqrt() * bb.sqrt())) as f32
+}
+
+/// Dot product with eight independent accumulators (vectorises without fast-math).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The mean key-paired cosine distance from `query` to each gallery image, in gallery image
+/// order (`gallery.len()` values).
+///
+/// Keys of the query that the gallery does not store are ignored. Errors: a gallery key
+/// missing from the query, or a width mismatch, is an [`Error::Gallery`] (the gallery was
+/// made with another bundle or other keys); non-finite query values are an
+/// [`Error::Usage`].
+pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
+    let n = gallery.len();
+    let keys = gallery.keys();
+    let mismatch = |reason: String| {
+        Error::gallery(
+            gallery.display_path(),
+            format!(
+                "{reason}; the gallery was made with another bundle or other keys \
+                 (gallery bundle '{}')",
+                gallery.bundle_id()
+            ),
+        )
+    };
+    let mut sum = vec![0.0f32; n];
+    let mut q = Vec::new();
+    for (slot, spec) in keys.iter().enumerate() {
+        let raw = query
+            .get(&spec.key)
+            .ok_or_else(|| mismatch(format!("the query has no embedding for key {}", spec.key)))?;
+        if raw.len() as u64 != u64::from(spec.width) {
+            return Err(mismatch(format!(
+                "the query embedding for key {} has {} values, the gallery stores {}",
+                spec.key,
+                raw.len(),
+                spec.width
+            )));
+        }
+        if raw.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Usage(format!(
+                "the query embedding for key {} holds non-finite values",
+                spec.key
+            )));
+        }
+        normalise_into(raw, &mut q);
+        let index = gallery
+            .normalised(slot)
+            .filter(|ix| ix.len() == n * raw.len())
+            .ok_or_else(|| mismatch(format!("the search index for key {} is missing", spec.key)))?;
+        for (s, g) in sum.iter_mut().zip(index.chunks_exact(raw.len())) {
+            *s += 1.0 - dot(&q, g);
+        }
+    }
+    let k = keys.len().max(1) as f32;
+    Ok(sum.into_iter().map(|s| s / k).collect())
+}
+
+/// `v / |v|` into `out` (norm in f64); a zero vector gives zeros.
+fn normalise_into(v: &[f32], out: &mut Vec<f32>) {
+    out.clear();
+    let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    out.extend(v.iter().map(|&x| (f64::from(x) * inv) as f32));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gallery::tests::{case, key, random_emb, spec, Rng};
+    use crate::gallery::{Gallery, Storage};
+
+    #[test]
+    fn cosine_distance_by_hand() {
+        assert!((cosine_distance(&[1.0, 0.0], &[0.0, 2.0]) - 1.0).abs() < 1e-7);
+        assert!(cosine_distance(&[1.0, 1.0], &[2.0, 2.0]).abs() < 1e-7);
+        assert!((cosine_distance(&[1.0, 0.0], &[-3.0, 0.0]) - 2.0).abs() < 1e-7);
+        // cos = (3*4 + 4*3) / 25 = 0.96
+        assert!((cosine_distance(&[3.0, 4.0], &[4.0, 3.0]) - 0.04).abs() < 1e-6);
+        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 2.0]), 1.0);
+        assert_eq!(cosine_distance(&[1.0], &[1.0, 2.0]), 1.0);
+    }
+
+    #[test]
+    fn dot_handles_remainders() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        let want: f32 = a.iter().map(|x| x * x).sum();
+        assert_eq!(dot(&a, &a), want);
+    }
+
+    #[test]
+    fn index_distances_match_the_plain_formula() {
+        for storage in [Storage::F16, Storage::I8] {
+            let keys = vec![
+                spec("a", false, 37),
+                spec("a", true, 37),
+                spec("b", false, 8),
+            ];
+            let mut g = Gallery::new("b", "v", keys, storage).unwrap();
+            let mut rng = Rng::new(11);
+            for i in 0..10 {
+                let e = random_emb(&g, &mut rng);
+                g.add(&case(&format!("i{i}"), "s", None), &e).unwrap();
+            }
+            let mut query = random_emb(&g, &mut rng);
+            query.entries.rotate_left(1);
+            query
+                .entries
+                .push((key("unused", false, false), vec![1.0; 3]));
+            let got = distances(&query, &g).unwrap();
+            assert_eq!(got.len(), 10);
+            for (i, d) in got.iter().enumerate() {
+                let stored = g.embeddings(i).unwrap();
+                let want = g
+                    .keys()
+                    .iter()
+                    .map(|s| {
+                        cosine_distance(query.get(&s.key).unwrap(), stored.get(&s.key).unwrap())
+                    })
+                    .sum::<f32>()
+                    / 3.0;
+                assert!(
+                    (d - want).abs() < 1e-5,
+                    "{storage} image {i}: {d} vs {want}"
+                );
+            }
+        }
+    }
+}
