@@ -1,1 +1,18 @@
-fn main() {}
+//! The `gestalt-edge` binary: parse arguments, run one subcommand, map the error to an exit
+//! code (0 ok, 2 usage, 3 no face, 4 unreadable image, 5 bad bundle, 6 bad gallery).
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::args::Cli::parse();
+    let code = match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,251 @@
-//! TODO
+//! Model bundles: a manifest plus the ONNX files it names, verified and loaded once.
+//!
+//! Consumes a manifest path; produces a [`Bundle`] that detects faces in an RGB photo
+//! ([`Bundle::detect`]) and embeds an aligned 112x112 face under every TTA view of every
+//! embedder ([`Bundle::embed`]). Model files are checked against the manifest's sha256
+//! before use, and the bundle id (a hash of the manifest's content, which includes every
+//! model's sha256) ties galleries and results to the exact models that made them.
+
+pub mod input;
+pub mod manifest;
+mod net;
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+
+pub use manifest::{ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputSpec, Manifest};
+pub use net::Net;
+
+use crate::detect::{self, retinaface, yunet, Detection};
+use crate::embed::{self, Embeddings, Key};
+use crate::{Error, Result};
+
+/// How to load a bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Worker threads for embedding (the TTA x ensemble passes are independent). 0 = 1.
+    pub threads: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { threads: 1 }
+    }
+}
+
+/// A verified, loaded model bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The manifest as parsed.
+    pub manifest: Manifest,
+    /// Where the manifest was read from.
+    pub path: PathBuf,
+    /// Bundle id: 16 hex digits of the sha256 of the canonical manifest.
+    pub id: String,
+    detector: Net,
+    embedders: Vec<Net>,
+    threads: usize,
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads and parses a manifest without loading models.
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::bundle(path, format!("cannot read the manifest: {e}")))?;
+    Manifest::parse(&text).map_err(|e| Error::bundle(path, e))
+}
+
+/// The bundle id of a manifest: 16 hex digits of the sha256 of its canonical JSON form, so
+/// comments and formatting do not matter but every model hash and setting does.
+pub fn bundle_id(manifest: &Manifest) -> String {
+    let canonical = serde_json::to_vec(manifest).unwrap_or_default();
+    sha256_hex(&canonical)[..16].to_string()
+}
+
+fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
+    let dir = manifest_path.parent().unwrap_or(Path::new("."));
+    let path = dir.join(file);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::bundle(&path, format!("cannot read the model file named in {}: {e}", manifest_path.display()))
+    })?;
+    let got = sha256_hex(&bytes);
+    if got != sha256 {
+        return Err(Error::bundle(
+            &path,
+            format!("sha256 mismatch: the manifest says {sha256}, the file is {got} (tampered, truncated or replaced)"),
+        ));
+    }
+    Ok((path, bytes))
+}
+
+impl Bundle {
+    /// Loads the manifest at `path`, verifies every model file and prepares the models.
+    pub fn load(path: &Path, options: LoadOptions) -> Result<Bundle> {
+        let manifest = read_manifest(path)?;
+        let id = bundle_id(&manifest);
+        let d = &manifest.detector;
+        let (dpath, bytes) = read_verified(path, &d.file, &d.sha256)?;
+        let outputs: Vec<String> = match d.kind {
+            DetectorKind::Yunet => yunet::OUTPUT_NAMES.iter().map(|s| s.to_string()).collect(),
+            DetectorKind::Retinaface => d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default(),
+        };
+        let detector = Net::load(&dpath, &bytes, d.input.width, d.input.height, &outputs)?;
+        check_detector_outputs(&detector, d)?;
+        let mut embedders = Vec::new();
+        for e in &manifest.embedders {
+            let (epath, bytes) = read_verified(path, &e.file, &e.sha256)?;
+            let outputs: Vec<String> = e.output.iter().cloned().collect();
+            let net = Net::load(&epath, &bytes, e.input.width, e.input.height, &outputs)?;
+            let got: usize = net.outputs().first().map(|(_, s)| s.iter().product()).unwrap_or(0);
+            if got != e.width as usize {
+                return Err(Error::bundle(
+                    &epath,
+                    format!("embedder '{}' outputs {got} values, the manifest says width {}", e.name, e.width),
+                ));
+            }
+            embedders.push(net);
+        }
+        Ok(Bundle { manifest, path: path.to_path_buf(), id, detector, embedders, threads: options.threads.max(1) })
+    }
+
+    /// `bundle.name` and version, reported as `model_version`.
+    pub fn model_version(&self) -> String {
+        format!("{}-{}", self.manifest.bundle.name, self.manifest.bundle.version)
+    }
+
+    /// Every embedding key this bundle produces, with its width, in ensemble then view order.
+    pub fn keys(&self) -> Vec<(Key, u32)> {
+        self.manifest
+            .embedders
+            .iter()
+            .flat_map(|e| {
+                e.views.iter().map(move |v| (Key { model: e.name.clone(), flip: v[0], gray: v[1] }, e.width))
+            })
+            .collect()
+    }
+
+    /// Finds faces in `image`. Returns every face above the manifest's score threshold after
+    /// NMS, best first, in `image` pixel coordinates (not rounded).
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let spec = &self.manifest.detector;
+        let lb = input::letterbox(image, spec.input.width, spec.input.height);
+        let outputs = self.detector.run(input::to_nchw(&lb.image, &spec.input))?;
+        let (w, h) = (spec.input.width, spec.input.height);
+        let decoded = match spec.kind {
+            DetectorKind::Yunet => {
+                let params = yunet::YunetParams {
+                    score_threshold: spec.score_threshold,
+                    nms_iou: spec.nms_iou,
+                    ..Default::default()
+                };
+                let levels: Vec<yunet::Level> = yunet::STRIDES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &stride)| yunet::Level {
+                        stride,
+                        cls: &outputs[i],
+                        obj: &outputs[3 + i],
+                        bbox: &outputs[6 + i],
+                        kps: &outputs[9 + i],
+                    })
+                    .collect();
+                yunet::decode(&levels, w, h, &params)
+            }
+            DetectorKind::Retinaface => {
+                let cfg = retinaface::PriorConfig::default();
+                let priors = retinaface::priors(&cfg, h, w);
+                let params = retinaface::DecodeParams {
+                    score_threshold: spec.score_threshold,
+                    nms_iou: spec.nms_iou,
+                    scores_are_logits: spec.conf_is_logits,
+                    ..Default::default()
+                };
+                retinaface::decode(&outputs[0], &outputs[1], &outputs[2], &priors, w, h, &cfg, &params)
+            }
+        }
+        .map_err(|e| Error::bundle(self.detector.path(), format!("detector outputs do not decode: {e}")))?;
+        let inv = (1.0 / lb.scale) as f32;
+        Ok(decoded.iter().map(|d| d.scaled(inv, inv)).collect())
+    }
+
+    /// Embeds an aligned face (RGB, any size: it is used as is at the top-left of each
+    /// embedder's input, so pass the 112x112 crop) under every view of every embedder.
+    pub fn embed(&self, face: &RgbImage) -> Result<Embeddings> {
+        let mut jobs = Vec::new();
+        for (m, spec) in self.manifest.embedders.iter().enumerate() {
+            for v in &spec.views {
+                jobs.push((m, Key { model: spec.name.clone(), flip: v[0], gray: v[1] }));
+            }
+        }
+        let run = |(m, key): &(usize, Key)| -> Result<(Key, Vec<f32>)> {
+            let view = embed::view(face, key.flip, key.gray);
+            let data = input::to_nchw(&view, &self.manifest.embedders[*m].input);
+            let mut out = self.embedders[*m].run(data)?;
+            if out.is_empty() {
+                return Err(Error::bundle(self.embedders[*m].path(), "the model produced no output"));
+            }
+            let v = out.swap_remove(0);
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::bundle(self.embedders[*m].path(), "the embedding holds NaN or infinite values"));
+            }
+            Ok((key.clone(), v))
+        };
+        let results: Vec<Result<(Key, Vec<f32>)>> = if self.threads <= 1 || jobs.len() <= 1 {
+            jobs.iter().map(run).collect()
+        } else {
+            let chunk = jobs.len().div_ceil(self.threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> =
+                    jobs.chunks(chunk).map(|c| s.spawn(move || c.iter().map(run).collect::<Vec<_>>())).collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(Error::Usage("embedding worker failed".into()))]))
+                    .collect()
+            })
+        };
+        let entries = results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(Embeddings { entries })
+    }
+}
+
+fn check_detector_outputs(net: &Net, spec: &DetectorSpec) -> Result<()> {
+    let (w, h) = (spec.input.width as usize, spec.input.height as usize);
+    let outs = net.outputs();
+    match spec.kind {
+        DetectorKind::Yunet => {
+            for (i, (name, shape)) in outs.iter().enumerate() {
+                let stride = yunet::STRIDES[i % 3] as usize;
+                let n = (h / stride) * (w / stride);
+                let per = [1, 1, 4, 10][i / 3];
+                if shape.iter().product::<usize>() != n * per {
+                    return Err(Error::bundle(
+                        net.path(),
+                        format!("YuNet output {name} has shape {shape:?}, expected {n} x {per} for a {w}x{h} input"),
+                    ));
+                }
+            }
+        }
+        DetectorKind::Retinaface => {
+            let n = retinaface::priors(&retinaface::PriorConfig::default(), h as u32, w as u32).len();
+            if outs.len() < 3 {
+                return Err(Error::bundle(net.path(), "RetinaFace needs three outputs: loc, conf, landmarks"));
+            }
+            for ((name, shape), per) in outs.iter().zip([4usize, 2, 10]) {
+                if shape.iter().product::<usize>() != n * per {
+                    return Err(Error::bundle(
+                        net.path(),
+                        format!("RetinaFace output {name} has shape {shape:?}, expected {n} x {per} priors for a {w}x{h} input"),
+                    ));
+                }
+            }
+        }
+    }
+    let _ = detect::choose; // the pipeline picks faces; decoding stays here
+    Ok(())
+}

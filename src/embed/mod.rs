@@ -5,6 +5,10 @@
 //! vector per [`Key`] = (model name, flip, gray). Distances are always paired by key, never by
 //! position, so the order of entries carries no meaning.
 
+mod view;
+
+pub use view::{gray, gray_value, view};
+
 /// The identity of one embedding: which model, and which TTA view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Key {

@@ -1,0 +1,244 @@
+//! The model-bundle manifest: a TOML file that describes a detector and N embedders, so any
+//! compatible set of ONNX models can run without code changes. Model facts (input shape,
+//! channel order, normalisation, output names, embedding width, sha256) live here only.
+//!
+//! Consumes TOML text; produces a validated [`Manifest`].
+
+use serde::{Deserialize, Serialize};
+
+/// Channel order a model expects at its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV's order).
+    Bgr,
+}
+
+/// How a model's input tensor is made from 8-bit pixels: NCHW f32,
+/// `value = (pixel - mean[c]) * scale[c]` with `pixel` in 0..=255, channels in `channel_order`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Channel order of the tensor.
+    pub channel_order: ChannelOrder,
+    /// Per-channel mean subtracted from 0..255 values, in tensor channel order.
+    #[serde(default)]
+    pub mean: [f32; 3],
+    /// Per-channel factor applied after the mean, in tensor channel order.
+    #[serde(default = "ones")]
+    pub scale: [f32; 3],
+}
+
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+
+/// Which detector decoder reads the detector's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// RetinaFace: priors + variances; outputs loc [N,4], conf [N,2], landmarks [N,10].
+    Retinaface,
+    /// YuNet 2023: anchor-free; outputs cls/obj/bbox/kps per stride 8, 16, 32.
+    Yunet,
+}
+
+/// The face detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    /// Decoder family.
+    pub kind: DetectorKind,
+    /// ONNX file, relative to the manifest's folder.
+    pub file: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Input tensor layout. The photo is resized so its long side fits, aspect kept, and
+    /// padded right and bottom with 0.
+    pub input: InputSpec,
+    /// Minimum face score (RetinaFace reference 0.02; YuNet 0.6).
+    pub score_threshold: f32,
+    /// IoU above which overlapping boxes are suppressed (RetinaFace 0.4, YuNet 0.3).
+    pub nms_iou: f32,
+    /// RetinaFace only: output names `[loc, conf, landmarks]`; default: the first three outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<[String; 3]>,
+    /// RetinaFace only: true when `conf` holds logits that still need a softmax.
+    #[serde(default)]
+    pub conf_is_logits: bool,
+}
+
+/// One embedding network of the ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSpec {
+    /// Name used in embedding keys and galleries (unique within the bundle).
+    pub name: String,
+    /// ONNX file, relative to the manifest's folder.
+    pub file: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Input tensor layout (112x112 for ArcFace-template crops).
+    pub input: InputSpec,
+    /// Name of the embedding output; default: the model's first output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Embedding width (512 for iResNet, 128 for SFace).
+    pub width: u32,
+    /// TTA views as `[flip, gray]` pairs; default: the reference four in reference order.
+    #[serde(default = "default_views")]
+    pub views: Vec<[bool; 2]>,
+}
+
+fn default_views() -> Vec<[bool; 2]> {
+    crate::embed::TTA_VIEWS.iter().map(|&(f, g)| [f, g]).collect()
+}
+
+/// Bundle identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleInfo {
+    /// Short name.
+    pub name: String,
+    /// Version string (reported as `model_version`).
+    pub version: String,
+    /// Free text: where the models come from and their licences.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Name and version.
+    pub bundle: BundleInfo,
+    /// The face detector.
+    pub detector: DetectorSpec,
+    /// The embedding networks, in ensemble order.
+    pub embedders: Vec<EmbedderSpec>,
+}
+
+impl Manifest {
+    /// Parses and validates manifest text. The error is a plain sentence.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| format!("invalid manifest: {e}"))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_hash(&self.detector.sha256, "detector")?;
+        check_input(&self.detector.input, "detector")?;
+        if !(self.detector.score_threshold.is_finite()
+            && (0.0..1.0).contains(&self.detector.score_threshold))
+        {
+            return Err("detector.score_threshold must be in [0, 1)".into());
+        }
+        if !(self.detector.nms_iou > 0.0 && self.detector.nms_iou <= 1.0) {
+            return Err("detector.nms_iou must be in (0, 1]".into());
+        }
+        if self.embedders.is_empty() {
+            return Err("at least one [[embedders]] entry is required".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for e in &self.embedders {
+            let what = format!("embedder '{}'", e.name);
+            if e.name.is_empty() || !names.insert(e.name.as_str()) {
+                return Err(format!("embedder names must be unique and non-empty ({what})"));
+            }
+            check_hash(&e.sha256, &what)?;
+            check_input(&e.input, &what)?;
+            if e.width == 0 || e.width > 65536 {
+                return Err(format!("{what}: width must be in 1..=65536"));
+            }
+            let mut views = std::collections::BTreeSet::new();
+            if e.views.is_empty() || !e.views.iter().all(|v| views.insert(*v)) {
+                return Err(format!("{what}: views must be non-empty and distinct"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_hash(h: &str, what: &str) -> Result<(), String> {
+    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("{what}: sha256 must be 64 lower-case hex digits"))
+    }
+}
+
+fn check_input(i: &InputSpec, what: &str) -> Result<(), String> {
+    if i.width == 0 || i.height == 0 || i.width > 4096 || i.height > 4096 {
+        return Err(format!("{what}: input size must be within 1..=4096 pixels"));
+    }
+    if !i.mean.iter().chain(i.scale.iter()).all(|v| v.is_finite()) {
+        return Err(format!("{what}: mean and scale must be finite numbers"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = r#"
+[bundle]
+name = "t"
+version = "1"
+
+[detector]
+kind = "yunet"
+file = "d.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+input = { width = 640, height = 640, channel_order = "bgr" }
+score_threshold = 0.6
+nms_iou = 0.3
+
+[[embedders]]
+name = "e"
+file = "e.onnx"
+sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+input = { width = 112, height = 112, channel_order = "rgb", mean = [127.5, 127.5, 127.5], scale = [0.0078125, 0.0078125, 0.0078125] }
+output = "fc1"
+width = 512
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let m = Manifest::parse(SAMPLE).unwrap();
+        assert_eq!(m.detector.kind, DetectorKind::Yunet);
+        assert_eq!(m.detector.input.scale, [1.0; 3]);
+        assert_eq!(m.embedders[0].views, vec![[false, false], [false, true], [true, false], [true, true]]);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        for (from, to) in [
+            ("kind = \"yunet\"", "kind = \"ssd\""),
+            ("width = 512", "width = 0"),
+            ("\"1111111111111111111111111111111111111111111111111111111111111111\"", "\"abc\""),
+            ("score_threshold = 0.6", "score_threshold = 1.5"),
+            ("nms_iou = 0.3", "nms_iou = 0.3\ncolour = 1"),
+        ] {
+            let text = SAMPLE.replace(from, to);
+            assert_ne!(text, SAMPLE);
+            assert!(Manifest::parse(&text).is_err(), "accepted: {to}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_embedders() {
+        let extra = SAMPLE.split("[[embedders]]").nth(1).unwrap();
+        let text = format!("{SAMPLE}\n[[embedders]]{extra}");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.contains("unique"), "{err}");
+    }
+}

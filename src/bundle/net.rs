@@ -1,0 +1,104 @@
+//! The only tract-aware code: load an ONNX file with pinned input facts, optimise it once,
+//! and run it on f32 tensors. Everything else sees plain slices.
+//!
+//! Consumes model bytes (already checked against the manifest's sha256) and NCHW f32 data;
+//! produces named f32 outputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::{Error, Result};
+
+/// A loaded, optimised network with a fixed input shape `[1, 3, height, width]`.
+pub struct Net {
+    plan: Arc<TypedRunnableModel>,
+    shape: [usize; 4],
+    outputs: Vec<(String, Vec<usize>)>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("path", &self.path).field("shape", &self.shape).finish()
+    }
+}
+
+fn tract_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    // tract errors carry a chain; the first line is the useful part for a deployer
+    let text = format!("{e:#}");
+    let first = text.lines().next().unwrap_or("").trim().to_string();
+    Error::bundle(path, format!("{what}: {first}"))
+}
+
+impl Net {
+    /// Loads `bytes` as ONNX, pins the input to `[1, 3, height, width]` f32, selects `outputs`
+    /// by name (all model outputs when empty), optimises, and checks every output is f32 with a
+    /// fully known shape.
+    pub fn load(path: &Path, bytes: &[u8], width: u32, height: u32, outputs: &[String]) -> Result<Net> {
+        let shape = [1usize, 3, height as usize, width as usize];
+        let mut model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| tract_err(path, "not a loadable ONNX model", e))?;
+        if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
+            return Err(Error::bundle(path, "the model must have exactly one input (the image)"));
+        }
+        if !outputs.is_empty() {
+            model
+                .select_outputs_by_name(outputs)
+                .map_err(|e| tract_err(path, "missing output", e))?;
+        }
+        let model = model
+            .with_input_fact(0, f32::fact(shape).into())
+            .map_err(|e| tract_err(path, "input", e))?
+            .into_optimized()
+            .map_err(|e| tract_err(path, "cannot optimise the model for the manifest's input size", e))?;
+        let mut out_facts = Vec::new();
+        for (i, outlet) in model.output_outlets().map_err(|e| tract_err(path, "outputs", e))?.iter().enumerate() {
+            let fact = model.outlet_fact(*outlet).map_err(|e| tract_err(path, "outputs", e))?;
+            if fact.datum_type != f32::datum_type() {
+                return Err(Error::bundle(path, format!("output {i} is {:?}, expected f32", fact.datum_type)));
+            }
+            let dims = fact
+                .shape
+                .as_concrete()
+                .ok_or_else(|| Error::bundle(path, format!("output {i} has no fixed shape")))?
+                .to_vec();
+            let name = outputs.get(i).cloned().unwrap_or_else(|| model.node(outlet.node).name.clone());
+            out_facts.push((name, dims));
+        }
+        let plan = model.into_runnable().map_err(|e| tract_err(path, "cannot plan the model", e))?;
+        Ok(Net { plan, shape, outputs: out_facts, path: path.to_path_buf() })
+    }
+
+    /// Output names and shapes, in output order.
+    pub fn outputs(&self) -> &[(String, Vec<usize>)] {
+        &self.outputs
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs one NCHW f32 input of the pinned shape; returns every output flattened, in order.
+    pub fn run(&self, data: Vec<f32>) -> Result<Vec<Vec<f32>>> {
+        let tensor = tract_ndarray::Array4::from_shape_vec(self.shape, data)
+            .map_err(|e| Error::bundle(&self.path, format!("input tensor: {e}")))?;
+        let result = self
+            .plan
+            .run(tvec!(Tensor::from(tensor).into()))
+            .map_err(|e| tract_err(&self.path, "inference failed", e))?;
+        result
+            .iter()
+            .map(|t| {
+                t.to_plain_array_view::<f32>()
+                    .map(|v| v.iter().copied().collect())
+                    .map_err(|e| tract_err(&self.path, "output", e))
+            })
+            .collect()
+    }
+}

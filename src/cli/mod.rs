@@ -1,0 +1,64 @@
+//! The binary's commands: each turns validated arguments into library calls and prints the
+//! result. Only this layer writes to stdout and stderr.
+
+pub mod args;
+mod gallery_cmd;
+mod predict_cmd;
+
+use std::path::Path;
+
+use gestalt_edge::bundle::{Bundle, LoadOptions};
+use gestalt_edge::capture::Limits;
+use gestalt_edge::detect::FaceChoice;
+use gestalt_edge::pipeline::PipelineOptions;
+use gestalt_edge::{Error, Result};
+
+use args::{AnalyseArgs, Cli, Command, FaceArg, GalleryCommand};
+
+/// Runs one command; returns the exit code for a run that got to the end (a batch with
+/// failed photos returns the first failure's code).
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Predict(a) => predict_cmd::run(a),
+        Command::Gallery(GalleryCommand::Build(a)) => gallery_cmd::build(a),
+        Command::Gallery(GalleryCommand::Add(a)) => gallery_cmd::add(a),
+        Command::Gallery(GalleryCommand::Inspect(a)) => gallery_cmd::inspect(a),
+    }
+}
+
+/// The resolved settings for analysing photos.
+pub struct Analyser {
+    pub bundle: Bundle,
+    pub pipeline: PipelineOptions,
+    pub limits: Limits,
+}
+
+impl Analyser {
+    pub fn new(a: &AnalyseArgs) -> Result<Analyser> {
+        if !(a.max_megapixels.is_finite() && a.max_megapixels > 0.0) {
+            return Err(Error::Usage("--max-megapixels must be a positive number".into()));
+        }
+        let threads = match a.threads {
+            Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        let bundle = Bundle::load(&a.bundle, LoadOptions { threads })?;
+        let pipeline = PipelineOptions {
+            face_choice: match a.face {
+                FaceArg::Best => FaceChoice::HighestScore,
+                FaceArg::Largest => FaceChoice::Largest,
+            },
+            two_pass: !a.single_pass,
+            ..PipelineOptions::default()
+        };
+        let limits = Limits { max_pixels: (a.max_megapixels * 1e6) as u64, ..Limits::default() };
+        Ok(Analyser { bundle, pipeline, limits })
+    }
+
+    /// Decodes and analyses one photo.
+    pub fn analyse(&self, path: &Path) -> Result<gestalt_edge::pipeline::FaceAnalysis> {
+        let frame = gestalt_edge::capture::load_image(path, &self.limits)?;
+        gestalt_edge::pipeline::analyse(&self.bundle, &frame, &self.pipeline)
+    }
+}
