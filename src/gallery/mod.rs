@@ -215,17 +215,17 @@ impl Gallery {
                 "image '{id}' has an empty syndrome name"
             )));
         }
-        let syndrome = lookup(
-            &self.data.syndromes,
-            |s| s.name == case.syndrome,
-            |s| s.omim,
-        );
-        if let Some((_, omim)) = syndrome {
-            if omim != case.omim {
+        let syndrome = self
+            .data
+            .syndromes
+            .iter()
+            .position(|s| s.name == case.syndrome);
+        if let Some(known) = syndrome.and_then(|i| self.data.syndromes.get(i)) {
+            if known.omim != case.omim {
                 return Err(Error::Usage(format!(
                     "image '{id}': syndrome '{}' has OMIM {} in the gallery but {} here",
                     case.syndrome,
-                    show_id(omim),
+                    show_id(known.omim),
                     show_id(case.omim)
                 )));
             }
@@ -234,21 +234,21 @@ impl Gallery {
             if name.is_empty() {
                 return Err(Error::Usage(format!("image '{id}' has an empty gene name")));
             }
-            let known = lookup(&self.data.genes, |g| &g.name == name, |g| g.entrez).or_else(|| {
-                // the same gene twice within this case
-                case.genes
+            // The id this gene already has: in the gallery, else its first mention here.
+            let known = match self.data.genes.iter().find(|g| &g.name == name) {
+                Some(g) => g.entrez,
+                None => case
+                    .genes
                     .iter()
                     .find(|(n, _)| n == name)
-                    .map(|(_, e)| (usize::MAX, *e))
-            });
-            if let Some((_, e)) = known {
-                if e != *entrez {
-                    return Err(Error::Usage(format!(
-                        "image '{id}': gene '{name}' has Entrez id {} in the gallery but {} here",
-                        show_id(e),
-                        show_id(*entrez)
-                    )));
-                }
+                    .and_then(|(_, e)| *e),
+            };
+            if known != *entrez {
+                return Err(Error::Usage(format!(
+                    "image '{id}': gene '{name}' is known with Entrez id {} but given {} here",
+                    show_id(known),
+                    show_id(*entrez)
+                )));
             }
         }
 
@@ -287,7 +287,7 @@ impl Gallery {
 
         // All checks passed: mutate (indices fit in u32, checked above).
         let syndrome = match syndrome {
-            Some((i, _)) => i,
+            Some(i) => i,
             None => {
                 self.data.syndromes.push(Syndrome {
                     name: case.syndrome.clone(),
@@ -516,15 +516,6 @@ fn check_keys(keys: &[KeySpec]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Position and id of the first table entry matching `is`.
-fn lookup<T>(
-    table: &[T],
-    is: impl Fn(&T) -> bool,
-    id: impl Fn(&T) -> Option<u32>,
-) -> Option<(usize, Option<u32>)> {
-    table.iter().position(is).map(|i| (i, id(&table[i])))
 }
 
 fn show_id(id: Option<u32>) -> String {
