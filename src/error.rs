@@ -65,22 +65,34 @@ pub enum Error {
 impl Error {
     /// An image error for `path`.
     pub fn image(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Image { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Image {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
 
     /// A bundle error for `path`.
     pub fn bundle(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Bundle { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Bundle {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
 
     /// A gallery error for `path`.
     pub fn gallery(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Gallery { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Gallery {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
 
     /// An I/O error for `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// The process exit code the CLI uses for this error:

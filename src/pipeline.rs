@@ -33,7 +33,11 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { face_choice: FaceChoice::HighestScore, two_pass: true, integer_landmarks: true }
+        PipelineOptions {
+            face_choice: FaceChoice::HighestScore,
+            two_pass: true,
+            integer_landmarks: true,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub fn analyse(bundle: &Bundle, frame: &Frame, opts: &PipelineOptions) -> Result
     let faces = bundle.detect(&frame.rgb)?;
     let first = detect::choose(&faces, opts.face_choice)
         .map(|d| truncated(d, opts.integer_landmarks))
-        .ok_or_else(|| Error::NoFace { path: frame.source.clone(), detail: String::new() })?;
+        .ok_or_else(|| Error::NoFace {
+            path: frame.source.clone(),
+            detail: String::new(),
+        })?;
     let mut second = None;
     if opts.two_pass {
         let lm = &first.landmarks_px;
@@ -117,7 +124,12 @@ pub fn analyse(bundle: &Bundle, frame: &Frame, opts: &PipelineOptions) -> Result
         detection: first,
         aligned,
         embeddings,
-        timings: StageTimings { detect_ms, align_ms, embed_ms, rank_ms: 0.0 },
+        timings: StageTimings {
+            detect_ms,
+            align_ms,
+            embed_ms,
+            rank_ms: 0.0,
+        },
     })
 }
 
@@ -170,7 +182,12 @@ pub fn predict(
     check_gallery(bundle, gallery)?;
     let a = analyse(bundle, frame, opts)?;
     let t = Instant::now();
-    let Ranking { syndromes, genes, patients, images_compared } = rank::rank(&a.embeddings, gallery, rank_opts)?;
+    let Ranking {
+        syndromes,
+        genes,
+        patients,
+        images_compared,
+    } = rank::rank(&a.embeddings, gallery, rank_opts)?;
     let mut timings = a.timings;
     timings.rank_ms = ms(t);
     Ok(Prediction {
@@ -198,7 +215,7 @@ pub fn check_gallery(bundle: &Bundle, gallery: &Gallery) -> Result<()> {
         return Err(Error::gallery(
             gallery.source(),
             format!(
-                "was built with model bundle {}, but bundle {} ({}) is loaded; rebuild the gallery with this bundle",
+                "was built with another model bundle (id {}) than the one loaded (id {}, {}); rebuild the gallery with this bundle",
                 gallery.bundle_id(),
                 bundle.id,
                 bundle.path.display()

@@ -269,22 +269,43 @@ fn warp_matches_opencv() {
 }
 
 #[test]
-fn gray_view_formula_matches_opencv() {
-    // OpenCV 4.x's 8-bit RGB2GRAY uses 15-bit weights: Y = (9798 R + 19235 G + 3735 B +
-    // 16384) >> 15. (The 14-bit form 4899/9617/1868 of older OpenCV is one level off on
-    // about 0.3% of pixels.)
+fn gray_view_matches_opencv_within_one_level() {
+    // The product uses the reference's formula (DESIGN.md): Y = (4899 R + 9617 G + 1868 B +
+    // 8192) >> 14. The goldens come from OpenCV 4.11, whose 8-bit RGB2GRAY uses 15-bit weights
+    // (9798, 19235, 3735, >> 15): the two differ by one level on a few pixels in a thousand.
     for case in goldens().cases {
         let crop = golden_rgb(&case.crop_png);
         let want = golden_gray(&case.gray_png);
         assert_eq!(want.dimensions(), crop.dimensions());
-        let got: Vec<u8> = crop
+        let got = gestalt_edge::embed::gray(&crop);
+        let got: Vec<u8> = got
             .pixels()
             .map(|p| {
-                let [r, g, b] = p.0.map(u32::from);
-                ((9798 * r + 19235 * g + 3735 * b + 16384) >> 15) as u8
+                assert!(
+                    p[0] == p[1] && p[1] == p[2],
+                    "gray is replicated to 3 channels"
+                );
+                p[0]
             })
             .collect();
-        assert_eq!(diff(&got, want.as_raw()), (0.0, 0), "{}", case.name);
+        let off = got
+            .iter()
+            .zip(want.as_raw())
+            .filter(|(a, b)| a != b)
+            .count();
+        let worst = got
+            .iter()
+            .zip(want.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        assert!(worst <= 1, "{}: max difference {worst}", case.name);
+        assert!(
+            off * 200 <= got.len(),
+            "{}: {off} of {} pixels differ",
+            case.name,
+            got.len()
+        );
     }
 }
 

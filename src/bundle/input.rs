@@ -23,7 +23,11 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32, fx: f64, fy: f64)
                 let s = ((o as f64 + 0.5) / f - 0.5).max(0.0);
                 let i0 = (s.floor() as usize).min(n_in as usize - 1);
                 let i1 = (i0 + 1).min(n_in as usize - 1);
-                let t = if i0 + 1 >= n_in as usize { 0.0 } else { (s - i0 as f64) as f32 };
+                let t = if i0 + 1 >= n_in as usize {
+                    0.0
+                } else {
+                    (s - i0 as f64) as f32
+                };
                 (i0, i1, t)
             })
             .collect()
@@ -64,7 +68,10 @@ pub fn letterbox(src: &RgbImage, width: u32, height: u32) -> Letterboxed {
     let scale = (width as f64 / w.max(1) as f64).min(height as f64 / h.max(1) as f64);
     let ow = ((w as f64 * scale).round() as u32).clamp(1, width);
     let oh = ((h as f64 * scale).round() as u32).clamp(1, height);
-    Letterboxed { image: resize_bilinear(src, ow, oh, scale, scale), scale }
+    Letterboxed {
+        image: resize_bilinear(src, ow, oh, scale, scale),
+        scale,
+    }
 }
 
 /// NCHW f32 tensor data of shape `[1, 3, spec.height, spec.width]` from `img` placed at the
@@ -99,7 +106,13 @@ mod tests {
     use super::*;
 
     fn spec(order: ChannelOrder) -> InputSpec {
-        InputSpec { width: 4, height: 2, channel_order: order, mean: [1.0, 2.0, 3.0], scale: [0.5; 3] }
+        InputSpec {
+            width: 4,
+            height: 2,
+            channel_order: order,
+            mean: [1.0, 2.0, 3.0],
+            scale: [0.5; 3],
+        }
     }
 
     #[test]
@@ -111,7 +124,7 @@ mod tests {
         assert_eq!(t[0], 14.5);
         assert_eq!(t[1], 14.5);
         assert_eq!(t[2], 0.0); // padding
-        // channel 2 = red: (10 - 3) * 0.5 and (11 - 3) * 0.5
+                               // channel 2 = red: (10 - 3) * 0.5 and (11 - 3) * 0.5
         assert_eq!(t[16], 3.5);
         assert_eq!(t[17], 4.0);
         let t = to_nchw(&img, &spec(ChannelOrder::Rgb));

@@ -97,7 +97,10 @@ pub struct EmbedderSpec {
 }
 
 fn default_views() -> Vec<[bool; 2]> {
-    crate::embed::TTA_VIEWS.iter().map(|&(f, g)| [f, g]).collect()
+    crate::embed::TTA_VIEWS
+        .iter()
+        .map(|&(f, g)| [f, g])
+        .collect()
 }
 
 /// Bundle identity.
@@ -151,7 +154,9 @@ impl Manifest {
         for e in &self.embedders {
             let what = format!("embedder '{}'", e.name);
             if e.name.is_empty() || !names.insert(e.name.as_str()) {
-                return Err(format!("embedder names must be unique and non-empty ({what})"));
+                return Err(format!(
+                    "embedder names must be unique and non-empty ({what})"
+                ));
             }
             check_hash(&e.sha256, &what)?;
             check_input(&e.input, &what)?;
@@ -168,7 +173,10 @@ impl Manifest {
 }
 
 fn check_hash(h: &str, what: &str) -> Result<(), String> {
-    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(format!("{what}: sha256 must be 64 lower-case hex digits"))
@@ -216,7 +224,10 @@ width = 512
         let m = Manifest::parse(SAMPLE).unwrap();
         assert_eq!(m.detector.kind, DetectorKind::Yunet);
         assert_eq!(m.detector.input.scale, [1.0; 3]);
-        assert_eq!(m.embedders[0].views, vec![[false, false], [false, true], [true, false], [true, true]]);
+        assert_eq!(
+            m.embedders[0].views,
+            vec![[false, false], [false, true], [true, false], [true, true]]
+        );
     }
 
     #[test]
@@ -224,7 +235,10 @@ width = 512
         for (from, to) in [
             ("kind = \"yunet\"", "kind = \"ssd\""),
             ("width = 512", "width = 0"),
-            ("\"1111111111111111111111111111111111111111111111111111111111111111\"", "\"abc\""),
+            (
+                "\"1111111111111111111111111111111111111111111111111111111111111111\"",
+                "\"abc\"",
+            ),
             ("score_threshold = 0.6", "score_threshold = 1.5"),
             ("nms_iou = 0.3", "nms_iou = 0.3\ncolour = 1"),
         ] {

@@ -51,7 +51,10 @@ pub struct Bundle {
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads and parses a manifest without loading models.
@@ -61,10 +64,22 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
     Manifest::parse(&text).map_err(|e| Error::bundle(path, e))
 }
 
-/// The bundle id of a manifest: 16 hex digits of the sha256 of its canonical JSON form, so
-/// comments and formatting do not matter but every model hash and setting does.
+/// The bundle id of a manifest: 16 hex digits of the sha256 of the canonical JSON form of
+/// everything that changes embeddings (model hashes, inputs, detector settings, embedder
+/// names and views). File names, the bundle's name, version and description are left out, so
+/// moving or relabelling the files keeps galleries valid; comments and formatting never count.
 pub fn bundle_id(manifest: &Manifest) -> String {
-    let canonical = serde_json::to_vec(manifest).unwrap_or_default();
+    let mut m = manifest.clone();
+    m.bundle = manifest::BundleInfo {
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+    };
+    m.detector.file.clear();
+    for e in m.embedders.iter_mut() {
+        e.file.clear();
+    }
+    let canonical = serde_json::to_vec(&m).unwrap_or_default();
     sha256_hex(&canonical)[..16].to_string()
 }
 
@@ -72,7 +87,13 @@ fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(Path
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let path = dir.join(file);
     let bytes = std::fs::read(&path).map_err(|e| {
-        Error::bundle(&path, format!("cannot read the model file named in {}: {e}", manifest_path.display()))
+        Error::bundle(
+            &path,
+            format!(
+                "cannot read the model file named in {}: {e}",
+                manifest_path.display()
+            ),
+        )
     })?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
@@ -102,21 +123,38 @@ impl Bundle {
             let (epath, bytes) = read_verified(path, &e.file, &e.sha256)?;
             let outputs: Vec<String> = e.output.iter().cloned().collect();
             let net = Net::load(&epath, &bytes, e.input.width, e.input.height, &outputs)?;
-            let got: usize = net.outputs().first().map(|(_, s)| s.iter().product()).unwrap_or(0);
+            let got: usize = net
+                .outputs()
+                .first()
+                .map(|(_, s)| s.iter().product())
+                .unwrap_or(0);
             if got != e.width as usize {
                 return Err(Error::bundle(
                     &epath,
-                    format!("embedder '{}' outputs {got} values, the manifest says width {}", e.name, e.width),
+                    format!(
+                        "embedder '{}' outputs {got} values, the manifest says width {}",
+                        e.name, e.width
+                    ),
                 ));
             }
             embedders.push(net);
         }
-        Ok(Bundle { manifest, path: path.to_path_buf(), id, detector, embedders, threads: options.threads.max(1) })
+        Ok(Bundle {
+            manifest,
+            path: path.to_path_buf(),
+            id,
+            detector,
+            embedders,
+            threads: options.threads.max(1),
+        })
     }
 
     /// `bundle.name` and version, reported as `model_version`.
     pub fn model_version(&self) -> String {
-        format!("{}-{}", self.manifest.bundle.name, self.manifest.bundle.version)
+        format!(
+            "{}-{}",
+            self.manifest.bundle.name, self.manifest.bundle.version
+        )
     }
 
     /// Every embedding key this bundle produces, with its width, in ensemble then view order.
@@ -125,7 +163,16 @@ impl Bundle {
             .embedders
             .iter()
             .flat_map(|e| {
-                e.views.iter().map(move |v| (Key { model: e.name.clone(), flip: v[0], gray: v[1] }, e.width))
+                e.views.iter().map(move |v| {
+                    (
+                        Key {
+                            model: e.name.clone(),
+                            flip: v[0],
+                            gray: v[1],
+                        },
+                        e.width,
+                    )
+                })
             })
             .collect()
     }
@@ -166,10 +213,24 @@ impl Bundle {
                     scores_are_logits: spec.conf_is_logits,
                     ..Default::default()
                 };
-                retinaface::decode(&outputs[0], &outputs[1], &outputs[2], &priors, w, h, &cfg, &params)
+                retinaface::decode(
+                    &outputs[0],
+                    &outputs[1],
+                    &outputs[2],
+                    &priors,
+                    w,
+                    h,
+                    &cfg,
+                    &params,
+                )
             }
         }
-        .map_err(|e| Error::bundle(self.detector.path(), format!("detector outputs do not decode: {e}")))?;
+        .map_err(|e| {
+            Error::bundle(
+                self.detector.path(),
+                format!("detector outputs do not decode: {e}"),
+            )
+        })?;
         let inv = (1.0 / lb.scale) as f32;
         Ok(decoded.iter().map(|d| d.scaled(inv, inv)).collect())
     }
@@ -180,7 +241,14 @@ impl Bundle {
         let mut jobs = Vec::new();
         for (m, spec) in self.manifest.embedders.iter().enumerate() {
             for v in &spec.views {
-                jobs.push((m, Key { model: spec.name.clone(), flip: v[0], gray: v[1] }));
+                jobs.push((
+                    m,
+                    Key {
+                        model: spec.name.clone(),
+                        flip: v[0],
+                        gray: v[1],
+                    },
+                ));
             }
         }
         let run = |(m, key): &(usize, Key)| -> Result<(Key, Vec<f32>)> {
@@ -188,11 +256,17 @@ impl Bundle {
             let data = input::to_nchw(&view, &self.manifest.embedders[*m].input);
             let mut out = self.embedders[*m].run(data)?;
             if out.is_empty() {
-                return Err(Error::bundle(self.embedders[*m].path(), "the model produced no output"));
+                return Err(Error::bundle(
+                    self.embedders[*m].path(),
+                    "the model produced no output",
+                ));
             }
             let v = out.swap_remove(0);
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::bundle(self.embedders[*m].path(), "the embedding holds NaN or infinite values"));
+                return Err(Error::bundle(
+                    self.embedders[*m].path(),
+                    "the embedding holds NaN or infinite values",
+                ));
             }
             Ok((key.clone(), v))
         };
@@ -201,11 +275,17 @@ impl Bundle {
         } else {
             let chunk = jobs.len().div_ceil(self.threads);
             std::thread::scope(|s| {
-                let handles: Vec<_> =
-                    jobs.chunks(chunk).map(|c| s.spawn(move || c.iter().map(run).collect::<Vec<_>>())).collect();
+                let handles: Vec<_> = jobs
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().map(run).collect::<Vec<_>>()))
+                    .collect();
                 handles
                     .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(Error::Usage("embedding worker failed".into()))]))
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(Error::Usage("embedding worker failed".into()))]
+                        })
+                    })
                     .collect()
             })
         };
@@ -232,9 +312,13 @@ fn check_detector_outputs(net: &Net, spec: &DetectorSpec) -> Result<()> {
             }
         }
         DetectorKind::Retinaface => {
-            let n = retinaface::priors(&retinaface::PriorConfig::default(), h as u32, w as u32).len();
+            let n =
+                retinaface::priors(&retinaface::PriorConfig::default(), h as u32, w as u32).len();
             if outs.len() < 3 {
-                return Err(Error::bundle(net.path(), "RetinaFace needs three outputs: loc, conf, landmarks"));
+                return Err(Error::bundle(
+                    net.path(),
+                    "RetinaFace needs three outputs: loc, conf, landmarks",
+                ));
             }
             for ((name, shape), per) in outs.iter().zip([4usize, 2, 10]) {
                 if shape.iter().product::<usize>() != n * per {

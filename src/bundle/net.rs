@@ -21,7 +21,10 @@ pub struct Net {
 
 impl std::fmt::Debug for Net {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Net").field("path", &self.path).field("shape", &self.shape).finish()
+        f.debug_struct("Net")
+            .field("path", &self.path)
+            .field("shape", &self.shape)
+            .finish()
     }
 }
 
@@ -36,7 +39,13 @@ impl Net {
     /// Loads `bytes` as ONNX, pins the input to `[1, 3, height, width]` f32, selects `outputs`
     /// by name (all model outputs when empty), optimises, and checks every output is f32 with a
     /// fully known shape.
-    pub fn load(path: &Path, bytes: &[u8], width: u32, height: u32, outputs: &[String]) -> Result<Net> {
+    pub fn load(
+        path: &Path,
+        bytes: &[u8],
+        width: u32,
+        height: u32,
+        outputs: &[String],
+    ) -> Result<Net> {
         let shape = [1usize, 3, height as usize, width as usize];
         let mut model = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
@@ -44,7 +53,10 @@ impl Net {
             .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| tract_err(path, "not a loadable ONNX model", e))?;
         if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
-            return Err(Error::bundle(path, "the model must have exactly one input (the image)"));
+            return Err(Error::bundle(
+                path,
+                "the model must have exactly one input (the image)",
+            ));
         }
         if !outputs.is_empty() {
             model
@@ -55,23 +67,49 @@ impl Net {
             .with_input_fact(0, f32::fact(shape).into())
             .map_err(|e| tract_err(path, "input", e))?
             .into_optimized()
-            .map_err(|e| tract_err(path, "cannot optimise the model for the manifest's input size", e))?;
+            .map_err(|e| {
+                tract_err(
+                    path,
+                    "cannot optimise the model for the manifest's input size",
+                    e,
+                )
+            })?;
         let mut out_facts = Vec::new();
-        for (i, outlet) in model.output_outlets().map_err(|e| tract_err(path, "outputs", e))?.iter().enumerate() {
-            let fact = model.outlet_fact(*outlet).map_err(|e| tract_err(path, "outputs", e))?;
+        for (i, outlet) in model
+            .output_outlets()
+            .map_err(|e| tract_err(path, "outputs", e))?
+            .iter()
+            .enumerate()
+        {
+            let fact = model
+                .outlet_fact(*outlet)
+                .map_err(|e| tract_err(path, "outputs", e))?;
             if fact.datum_type != f32::datum_type() {
-                return Err(Error::bundle(path, format!("output {i} is {:?}, expected f32", fact.datum_type)));
+                return Err(Error::bundle(
+                    path,
+                    format!("output {i} is {:?}, expected f32", fact.datum_type),
+                ));
             }
             let dims = fact
                 .shape
                 .as_concrete()
                 .ok_or_else(|| Error::bundle(path, format!("output {i} has no fixed shape")))?
                 .to_vec();
-            let name = outputs.get(i).cloned().unwrap_or_else(|| model.node(outlet.node).name.clone());
+            let name = outputs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| model.node(outlet.node).name.clone());
             out_facts.push((name, dims));
         }
-        let plan = model.into_runnable().map_err(|e| tract_err(path, "cannot plan the model", e))?;
-        Ok(Net { plan, shape, outputs: out_facts, path: path.to_path_buf() })
+        let plan = model
+            .into_runnable()
+            .map_err(|e| tract_err(path, "cannot plan the model", e))?;
+        Ok(Net {
+            plan,
+            shape,
+            outputs: out_facts,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Output names and shapes, in output order.

@@ -32,23 +32,32 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pixels: 50_000_000, max_file_bytes: 64 << 20 }
+        Limits {
+            max_pixels: 50_000_000,
+            max_file_bytes: 64 << 20,
+        }
     }
 }
 
 /// Reads and decodes the photo at `path` (JPEG or PNG).
 pub fn load_image(path: &Path, limits: &Limits) -> Result<Frame> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
     if meta.is_dir() {
         return Err(Error::image(path, "is a folder, not a photo"));
     }
     if meta.len() > limits.max_file_bytes {
         return Err(Error::image(
             path,
-            format!("file is {} bytes, over the limit of {} bytes", meta.len(), limits.max_file_bytes),
+            format!(
+                "file is {} bytes, over the limit of {} bytes",
+                meta.len(),
+                limits.max_file_bytes
+            ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
     decode(&bytes, path, limits)
 }
 
@@ -63,9 +72,23 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
     match reader.format() {
         Some(ImageFormat::Jpeg) | Some(ImageFormat::Png) => {}
         Some(other) => {
-            return Err(Error::image(source, format!("{other:?} images are not supported (use JPEG or PNG)")))
+            return Err(Error::image(
+                source,
+                format!("{other:?} images are not supported (use JPEG or PNG)"),
+            ))
         }
-        None => return Err(Error::image(source, "not an image: the content is neither JPEG nor PNG")),
+        None => {
+            return Err(Error::image(
+                source,
+                "not an image: the content is neither JPEG nor PNG",
+            ))
+        }
+    }
+    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(Error::image(
+            source,
+            "corrupt or truncated image data: the JPEG ends before its last scan does",
+        ));
     }
     let mut decoder = reader
         .into_decoder()
@@ -77,7 +100,10 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
     if w as u64 * h as u64 > limits.max_pixels {
         return Err(Error::image(
             source,
-            format!("{w}x{h} pixels is over the limit of {} pixels", limits.max_pixels),
+            format!(
+                "{w}x{h} pixels is over the limit of {} pixels",
+                limits.max_pixels
+            ),
         ));
     }
     let orientation = decoder.orientation().ok();
@@ -86,7 +112,22 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
-    Ok(Frame { rgb: img.into_rgb8(), source: source.to_path_buf() })
+    Ok(Frame {
+        rgb: img.into_rgb8(),
+        source: source.to_path_buf(),
+    })
+}
+
+/// True when a JPEG's last scan is followed by the end-of-image marker. Inside entropy-coded
+/// data every 0xFF byte is stuffed (0xFF00) or a restart marker, so the last start-of-scan
+/// marker (0xFFDA) and an end-of-image marker (0xFFD9) after it can only be real markers; the
+/// decoder we use fills a cut-off scan with gray instead of failing, so this catches truncation.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +137,8 @@ mod tests {
     fn png_bytes(w: u32, h: u32) -> Vec<u8> {
         let img = RgbImage::from_pixel(w, h, image::Rgb([1, 2, 3]));
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -118,10 +160,16 @@ mod tests {
     fn refuses_bad_input_with_reasons() {
         let l = Limits::default();
         assert!(reason(decode(b"", Path::new("e.jpg"), &l)).contains("empty"));
-        assert!(reason(decode(b"hello, I am text", Path::new("t.jpg"), &l)).contains("neither JPEG nor PNG"));
+        assert!(reason(decode(b"hello, I am text", Path::new("t.jpg"), &l))
+            .contains("neither JPEG nor PNG"));
         let png = png_bytes(8, 8);
-        assert!(reason(decode(&png[..png.len() / 2], Path::new("half.png"), &l)).contains("corrupt"));
-        let tight = Limits { max_pixels: 10, ..l };
+        assert!(
+            reason(decode(&png[..png.len() / 2], Path::new("half.png"), &l)).contains("corrupt")
+        );
+        let tight = Limits {
+            max_pixels: 10,
+            ..l
+        };
         assert!(reason(decode(&png, Path::new("big.png"), &tight)).contains("over the limit"));
     }
 }

@@ -25,7 +25,10 @@ fn read_labels(path: &Path) -> Result<Vec<Row>> {
         .trim(csv::Trim::All)
         .from_path(path)
         .map_err(|e| usage(path, format!("cannot read the labels CSV: {e}")))?;
-    let headers = reader.headers().map_err(|e| usage(path, format!("cannot read the header: {e}")))?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| usage(path, format!("cannot read the header: {e}")))?
+        .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(image), Some(label)) = (col("image"), col("label")) else {
         return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez)"));
@@ -35,23 +38,50 @@ fn read_labels(path: &Path) -> Result<Vec<Row>> {
     for record in reader.records() {
         let record = record.map_err(|e| usage(path, format!("malformed CSV: {e}")))?;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).map(str::to_string).filter(|s| !s.is_empty());
+        let field = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+        };
         let number = |i: Option<usize>, what: &str| -> Result<Option<u32>> {
             field(i)
-                .map(|s| s.parse::<u32>().map_err(|_| usage(path, format!("line {line}: {what} '{s}' is not a whole number"))))
+                .map(|s| {
+                    s.parse::<u32>().map_err(|_| {
+                        usage(
+                            path,
+                            format!("line {line}: {what} '{s}' is not a whole number"),
+                        )
+                    })
+                })
                 .transpose()
         };
-        let img = field(Some(image)).ok_or_else(|| usage(path, format!("line {line}: empty image column")))?;
-        let syndrome = field(Some(label)).ok_or_else(|| usage(path, format!("line {line}: empty label column")))?;
+        let img = field(Some(image))
+            .ok_or_else(|| usage(path, format!("line {line}: empty image column")))?;
+        let syndrome = field(Some(label))
+            .ok_or_else(|| usage(path, format!("line {line}: empty label column")))?;
         let entrez_id = number(entrez, "entrez id")?;
         let genes = match field(gene) {
             Some(g) => vec![(g, entrez_id)],
-            None if entrez_id.is_some() => return Err(usage(path, format!("line {line}: an entrez id without a gene"))),
+            None if entrez_id.is_some() => {
+                return Err(usage(
+                    path,
+                    format!("line {line}: an entrez id without a gene"),
+                ))
+            }
             None => vec![],
         };
-        let case =
-            Case { image_id: img.clone(), subject: field(subject), syndrome, omim: number(omim, "OMIM id")?, genes };
-        rows.push(Row { line, image: img, case });
+        let case = Case {
+            image_id: img.clone(),
+            subject: field(subject),
+            syndrome,
+            omim: number(omim, "OMIM id")?,
+            genes,
+        };
+        rows.push(Row {
+            line,
+            image: img,
+            case,
+        });
     }
     if rows.is_empty() {
         return Err(usage(path, "lists no photos"));
@@ -67,19 +97,30 @@ fn storage(s: StorageArg) -> Storage {
 }
 
 fn key_specs(analyser: &Analyser) -> Vec<KeySpec> {
-    analyser.bundle.keys().into_iter().map(|(key, width)| KeySpec { key, width }).collect()
+    analyser
+        .bundle
+        .keys()
+        .into_iter()
+        .map(|(key, width)| KeySpec { key, width })
+        .collect()
 }
 
 pub fn build(a: BuildArgs) -> Result<i32> {
     let rows = read_labels(&a.labels)?;
     let analyser = Analyser::new(&a.analyse)?;
-    let mut gallery =
-        Gallery::new(analyser.bundle.id.clone(), a.gallery_version.clone(), key_specs(&analyser), storage(a.storage))?;
+    let mut gallery = Gallery::new(
+        analyser.bundle.id.clone(),
+        a.gallery_version.clone(),
+        key_specs(&analyser),
+        storage(a.storage),
+    )?;
     let base = a.labels.parent().map(Path::to_path_buf).unwrap_or_default();
     let bar = ProgressBar::new(rows.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} photos, {elapsed} elapsed, {eta} left {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} photos, {elapsed} elapsed, {eta} left {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     for row in &rows {
@@ -87,12 +128,16 @@ pub fn build(a: BuildArgs) -> Result<i32> {
         bar.set_message(row.image.clone());
         match analyser.analyse(&path) {
             Ok(face) => {
-                gallery.add(&row.case, &face.embeddings).map_err(|e| match e {
-                    Error::Usage(m) => usage(&a.labels, format!("line {}: {m}", row.line)),
-                    other => other,
-                })?;
+                gallery
+                    .add(&row.case, &face.embeddings)
+                    .map_err(|e| match e {
+                        Error::Usage(m) => usage(&a.labels, format!("line {}: {m}", row.line)),
+                        other => other,
+                    })?;
             }
-            Err(e @ (Error::NoFace { .. } | Error::Image { .. })) => skipped.push((path, e.to_string())),
+            Err(e @ (Error::NoFace { .. } | Error::Image { .. })) => {
+                skipped.push((path, e.to_string()))
+            }
             Err(e) => return Err(e),
         }
         bar.inc(1);
@@ -104,7 +149,10 @@ pub fn build(a: BuildArgs) -> Result<i32> {
     if gallery.is_empty() {
         return Err(Error::NoFace {
             path: a.labels.clone(),
-            detail: format!(": none of the {} listed photos has a usable face; no gallery written", rows.len()),
+            detail: format!(
+                ": none of the {} listed photos has a usable face; no gallery written",
+                rows.len()
+            ),
         });
     }
     gallery.write_atomic(&a.out)?;
@@ -130,14 +178,21 @@ pub fn add(a: AddArgs) -> Result<i32> {
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let face = analyser.analyse(&a.image)?;
     let image_id = a.image_id.clone().unwrap_or_else(|| {
-        a.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| a.image.display().to_string())
+        a.image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| a.image.display().to_string())
     });
     let case = Case {
         image_id: image_id.clone(),
         subject: a.subject.clone(),
         syndrome: a.label.clone(),
         omim: a.omim,
-        genes: a.gene.clone().map(|g| vec![(g, a.entrez)]).unwrap_or_default(),
+        genes: a
+            .gene
+            .clone()
+            .map(|g| vec![(g, a.entrez)])
+            .unwrap_or_default(),
     };
     gallery.add(&case, &face.embeddings)?;
     gallery.set_revision(gallery.revision() + 1);
@@ -161,14 +216,21 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
     }
     println!("gallery:         {}", a.file.display());
     println!("format version:  {}", s.format_version);
-    println!("gallery version: {} (revision {})", s.gallery_version, s.revision);
+    println!(
+        "gallery version: {} (revision {})",
+        s.gallery_version, s.revision
+    );
     println!("bundle id:       {}", s.bundle_id);
     println!("storage:         {}", s.storage);
     println!("images:          {}", s.images);
     println!("subjects:        {}", s.subjects);
     println!("syndromes:       {}", s.syndromes);
     println!("genes:           {}", s.genes);
-    let keys: Vec<String> = s.keys.iter().map(|k| format!("{} ({})", k.key, k.width)).collect();
+    let keys: Vec<String> = s
+        .keys
+        .iter()
+        .map(|k| format!("{} ({})", k.key, k.width))
+        .collect();
     println!("keys:            {}", keys.join(", "));
     println!("file size:       {} bytes", s.file_size_bytes);
     Ok(0)

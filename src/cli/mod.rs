@@ -36,12 +36,16 @@ pub struct Analyser {
 impl Analyser {
     pub fn new(a: &AnalyseArgs) -> Result<Analyser> {
         if !(a.max_megapixels.is_finite() && a.max_megapixels > 0.0) {
-            return Err(Error::Usage("--max-megapixels must be a positive number".into()));
+            return Err(Error::Usage(
+                "--max-megapixels must be a positive number".into(),
+            ));
         }
         let threads = match a.threads {
             Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
             Some(n) => n,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         let bundle = Bundle::load(&a.bundle, LoadOptions { threads })?;
         let pipeline = PipelineOptions {
@@ -52,8 +56,15 @@ impl Analyser {
             two_pass: !a.single_pass,
             ..PipelineOptions::default()
         };
-        let limits = Limits { max_pixels: (a.max_megapixels * 1e6) as u64, ..Limits::default() };
-        Ok(Analyser { bundle, pipeline, limits })
+        let limits = Limits {
+            max_pixels: (a.max_megapixels * 1e6) as u64,
+            ..Limits::default()
+        };
+        Ok(Analyser {
+            bundle,
+            pipeline,
+            limits,
+        })
     }
 
     /// Decodes and analyses one photo.

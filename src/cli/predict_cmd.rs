@@ -16,21 +16,33 @@ pub fn run(a: PredictArgs) -> Result<i32> {
     }
     if let Some(t) = a.same_patient_threshold {
         if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
-            return Err(Error::Usage("--same-patient-threshold must be a distance in 0..=2".into()));
+            return Err(Error::Usage(
+                "--same-patient-threshold must be a distance in 0..=2".into(),
+            ));
         }
     }
     let analyser = Analyser::new(&a.analyse)?;
     let gallery = Gallery::read(&a.gallery)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
-    let rank_opts = RankOptions { top: a.top, same_patient_threshold: a.same_patient_threshold };
+    let rank_opts = RankOptions {
+        top: a.top,
+        same_patient_threshold: a.same_patient_threshold,
+    };
 
     let mut exit = 0;
     let mut json = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &a.images {
-        let result = gestalt_edge::capture::load_image(path, &analyser.limits)
-            .and_then(|frame| pipeline::predict(&analyser.bundle, &gallery, &frame, &analyser.pipeline, &rank_opts));
+        let result = gestalt_edge::capture::load_image(path, &analyser.limits).and_then(|frame| {
+            pipeline::predict(
+                &analyser.bundle,
+                &gallery,
+                &frame,
+                &analyser.pipeline,
+                &rank_opts,
+            )
+        });
         match result {
             Ok(p) => {
                 if a.json {
@@ -55,7 +67,11 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         }
     }
     if a.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
     }
     Ok(exit)
 }
@@ -67,12 +83,19 @@ fn opt(v: Option<u32>) -> String {
 /// The human-readable result for one photo.
 pub fn table(p: &Prediction) -> String {
     let mut s = String::new();
-    let faces = if p.faces_found == 1 { "1 face".to_string() } else { format!("{} faces", p.faces_found) };
+    let faces = if p.faces_found == 1 {
+        "1 face".to_string()
+    } else {
+        format!("{} faces", p.faces_found)
+    };
     s += &format!(
         "{}: {faces} found (analysed score {:.2}); model {} [bundle {}], gallery {}, {} images compared\n",
         p.image, p.face.score, p.model_version, p.bundle_id, p.gallery_version, p.images_compared
     );
-    s += &format!("  {:>2}  {:<32} {:>8} {:>9} {:>8}  {}\n", "#", "syndrome", "OMIM", "distance", "gestalt", "nearest gallery image (subject)");
+    s += &format!(
+        "  {:>2}  {:<32} {:>8} {:>9} {:>8}  {}\n",
+        "#", "syndrome", "OMIM", "distance", "gestalt", "nearest gallery image (subject)"
+    );
     for (i, h) in p.suggested_syndromes_list.iter().enumerate() {
         s += &format!(
             "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}  {} ({})\n",
@@ -86,7 +109,11 @@ pub fn table(p: &Prediction) -> String {
         );
     }
     if !p.suggested_genes_list.is_empty() {
-        let genes: Vec<String> = p.suggested_genes_list.iter().map(|g| format!("{} ({:.4})", g.gene_name, g.distance)).collect();
+        let genes: Vec<String> = p
+            .suggested_genes_list
+            .iter()
+            .map(|g| format!("{} ({:.4})", g.gene_name, g.distance))
+            .collect();
         s += &format!("  genes: {}\n", genes.join(", "));
     }
     let t = &p.timings_ms;

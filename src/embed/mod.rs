@@ -10,7 +10,9 @@ mod view;
 pub use view::{gray, gray_value, view};
 
 /// The identity of one embedding: which model, and which TTA view.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Key {
     /// Embedder name, as in the bundle manifest.
     pub model: String,
@@ -22,12 +24,17 @@ pub struct Key {
 
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/flip={}/gray={}", self.model, self.flip as u8, self.gray as u8)
+        write!(
+            f,
+            "{}/flip={}/gray={}",
+            self.model, self.flip as u8, self.gray as u8
+        )
     }
 }
 
 /// The TTA views in the reference order: (flip, gray) = (0,0), (0,1), (1,0), (1,1).
-pub const TTA_VIEWS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+pub const TTA_VIEWS: [(bool, bool); 4] =
+    [(false, false), (false, true), (true, false), (true, true)];
 
 /// Embeddings of one face, one vector per key. Vectors are as the model produced them
 /// (not normalised); cosine distance normalises.
@@ -40,7 +47,10 @@ pub struct Embeddings {
 impl Embeddings {
     /// The vector stored under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<&[f32]> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The keys, in stored order.

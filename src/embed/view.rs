@@ -45,7 +45,13 @@ mod tests {
 
     #[test]
     fn flip_after_gray() {
-        let img = RgbImage::from_fn(2, 1, |x, _| if x == 0 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+        let img = RgbImage::from_fn(2, 1, |x, _| {
+            if x == 0 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
         let v = view(&img, true, true);
         assert_eq!(v.get_pixel(0, 0).0, [29, 29, 29]);
         assert_eq!(v.get_pixel(1, 0).0, [76, 76, 76]);

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set-up on a fresh machine (idempotent): the Python packages that prepare the demo models,
+# then the demo bundle itself (models/demo/: YuNet + SFace and six test photos).
+# The Rust toolchain comes with the machine; cargo fetches the crates at build time.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r models/requirements.txt
+bash models/fetch_demo.sh
