@@ -15,11 +15,14 @@
 //! prints and never reads the environment; the `gestalt-edge` binary is a thin layer on top.
 
 pub mod align;
+pub mod board;
 pub mod bundle;
 pub mod capture;
 pub mod detect;
+pub mod display;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod gallery;
 pub mod pipeline;
 pub mod rank;

@@ -20,6 +20,17 @@ pub enum Command {
     /// Build, extend and inspect gallery files.
     #[command(subcommand)]
     Gallery(GalleryCommand),
+    /// The paper's evaluation protocol (top-k mean accuracy) and identity verification.
+    Eval(super::eval_cmd::EvalArgs),
+    /// The device loop: camera or file frames, quality gate, ensemble, top-5 on a screen.
+    Run(super::run_cmd::RunArgs),
+    /// Time every stage of the pipeline on a bundle (JSON for machines).
+    Bench(super::bench_cmd::BenchArgs),
+    /// Make, prepare and quantize models.
+    #[command(subcommand)]
+    Model(super::model_cmd::ModelCommand),
+    /// Sign a bundle manifest or a gallery with an ed25519 key (on a workstation).
+    Sign(super::sign_cmd::SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +41,8 @@ pub enum GalleryCommand {
     Add(AddArgs),
     /// Show a gallery's counts, bundle id, format version and storage type.
     Inspect(InspectArgs),
+    /// Import reference encodings (GestaltMatcher CSV files) into a gallery.
+    Import(super::import_cmd::ImportArgs),
 }
 
 /// Which face to analyse when a photo holds several.

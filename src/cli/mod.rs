@@ -2,8 +2,14 @@
 //! result. Only this layer writes to stdout and stderr.
 
 pub mod args;
+mod bench_cmd;
+mod eval_cmd;
 mod gallery_cmd;
+mod import_cmd;
+mod model_cmd;
 mod predict_cmd;
+mod run_cmd;
+mod sign_cmd;
 
 use std::path::Path;
 
@@ -23,6 +29,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Gallery(GalleryCommand::Build(a)) => gallery_cmd::build(a),
         Command::Gallery(GalleryCommand::Add(a)) => gallery_cmd::add(a),
         Command::Gallery(GalleryCommand::Inspect(a)) => gallery_cmd::inspect(a),
+        Command::Gallery(GalleryCommand::Import(a)) => import_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
+        Command::Run(a) => run_cmd::run(a),
+        Command::Bench(a) => bench_cmd::run(a),
+        Command::Model(c) => model_cmd::run(c),
+        Command::Sign(a) => sign_cmd::run(a),
     }
 }
 
