@@ -50,6 +50,14 @@ impl Detection {
         (x2 - x1).max(0.0) * (y2 - y1).max(0.0)
     }
 
+    /// True when the box and every landmark are finite numbers.
+    pub fn is_finite(&self) -> bool {
+        self.bbox_px
+            .iter()
+            .chain(self.landmarks_px.iter().flatten())
+            .all(|v| v.is_finite())
+    }
+
     /// The same detection with every coordinate multiplied by `sx` (x) and `sy` (y).
     pub fn scaled(&self, sx: f32, sy: f32) -> Detection {
         let mut d = *self;

@@ -78,6 +78,20 @@ pub fn nms(dets: &[Detection], iou_threshold: f32, plus_one: bool, keep: usize) 
     kept
 }
 
+/// The decoders' common tail: best `top_k` candidates by score, then NMS keeping at most
+/// `keep` detections, best first.
+pub fn select(
+    mut candidates: Vec<Detection>,
+    top_k: usize,
+    iou_threshold: f32,
+    plus_one: bool,
+    keep: usize,
+) -> Vec<Detection> {
+    sort_by_score_desc(&mut candidates);
+    candidates.truncate(top_k);
+    nms(&candidates, iou_threshold, plus_one, keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! order level -> row -> column -> min_size, each prior is `[cx, cy, w, h]` relative to the
 //! input size: `[(j+0.5)*step/W, (i+0.5)*step/H, min/W, min/H]`, never clipped.
 
-use super::nms::{nms, sort_by_score_desc};
+use super::nms::select;
 use super::{DecodeError, Detection};
 
 /// Prior (anchor) layout of a RetinaFace network.
@@ -197,21 +197,22 @@ pub fn decode(
         for (out, o) in landmarks_px.iter_mut().zip(lm.chunks_exact(2)) {
             *out = [(pcx + o[0] * v0 * pw) * sx, (pcy + o[1] * v0 * ph) * sy];
         }
-        let finite = bbox_px
-            .iter()
-            .chain(landmarks_px.iter().flatten())
-            .all(|v| v.is_finite());
-        if finite {
-            candidates.push(Detection {
-                bbox_px,
-                score,
-                landmarks_px,
-            });
+        let d = Detection {
+            bbox_px,
+            score,
+            landmarks_px,
+        };
+        if d.is_finite() {
+            candidates.push(d);
         }
     }
-    sort_by_score_desc(&mut candidates);
-    candidates.truncate(params.top_k);
-    Ok(nms(&candidates, params.nms_iou, true, params.keep_top_k))
+    Ok(select(
+        candidates,
+        params.top_k,
+        params.nms_iou,
+        true,
+        params.keep_top_k,
+    ))
 }
 
 #[cfg(test)]

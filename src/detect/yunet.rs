@@ -11,7 +11,7 @@
 //! (row + y_k) * S), in the model's order (image-left eye, image-right eye, nose, left and
 //! right mouth corners).
 
-use super::nms::{nms, sort_by_score_desc};
+use super::nms::select;
 use super::{DecodeError, Detection};
 
 /// The strides of the YuNet 2023mar model, finest first.
@@ -157,22 +157,23 @@ pub fn decode(
             for (out, o) in landmarks_px.iter_mut().zip(k.chunks_exact(2)) {
                 *out = [(col + o[0]) * sf, (row + o[1]) * sf];
             }
-            let finite = bbox_px
-                .iter()
-                .chain(landmarks_px.iter().flatten())
-                .all(|v| v.is_finite());
-            if finite {
-                candidates.push(Detection {
-                    bbox_px,
-                    score,
-                    landmarks_px,
-                });
+            let d = Detection {
+                bbox_px,
+                score,
+                landmarks_px,
+            };
+            if d.is_finite() {
+                candidates.push(d);
             }
         }
     }
-    sort_by_score_desc(&mut candidates);
-    candidates.truncate(params.top_k);
-    Ok(nms(&candidates, params.nms_iou, false, params.keep_top_k))
+    Ok(select(
+        candidates,
+        params.top_k,
+        params.nms_iou,
+        false,
+        params.keep_top_k,
+    ))
 }
 
 #[cfg(test)]
