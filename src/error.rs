@@ -51,6 +51,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A signed file (bundle manifest, gallery) whose detached ed25519 signature is missing,
+    /// malformed, made with another key, or does not match the content (tampered).
+    #[error("signature check failed for {path}: {reason}", path = .path.display())]
+    Signature {
+        /// The file whose signature was checked.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An I/O failure on a file we were asked to write.
     #[error("{path}: {source}", path = .path.display())]
     Io {
@@ -87,6 +97,14 @@ impl Error {
         }
     }
 
+    /// A signature error for `path`.
+    pub fn signature(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Signature {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
     /// An I/O error for `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
@@ -96,7 +114,8 @@ impl Error {
     }
 
     /// The process exit code the CLI uses for this error:
-    /// 2 usage, 3 no face, 4 unreadable image, 5 bundle, 6 gallery (1 for other I/O).
+    /// 2 usage, 3 no face, 4 unreadable image, 5 bundle, 6 gallery, 7 signature (missing,
+    /// malformed, wrong key or tampered file), 1 for other I/O.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
@@ -104,6 +123,7 @@ impl Error {
             Error::Image { .. } => 4,
             Error::Bundle { .. } => 5,
             Error::Gallery { .. } => 6,
+            Error::Signature { .. } => 7,
             Error::Io { .. } => 1,
         }
     }

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `bundle` loads the models a manifest describes (the only tract-aware code), `gallery` is
-//! the on-device file of diagnosed cases, and `pipeline` composes the stages. The library never
+//! the on-device file of diagnosed cases, `pipeline` composes the stages, and `sign` checks
+//! detached ed25519 signatures over manifests and galleries. The library never
 //! prints and never reads the environment; the `gestalt-edge` binary is a thin layer on top.
 
 pub mod align;
@@ -26,5 +27,6 @@ pub mod eval;
 pub mod gallery;
 pub mod pipeline;
 pub mod rank;
+pub mod sign;
 
 pub use error::{Error, Result};

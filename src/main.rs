@@ -1,5 +1,6 @@
 //! The `gestalt-edge` binary: parse arguments, run one subcommand, map the error to an exit
-//! code (0 ok, 2 usage, 3 no face, 4 unreadable image, 5 bad bundle, 6 bad gallery).
+//! code (0 ok, 2 usage, 3 no face, 4 unreadable image, 5 bad bundle, 6 bad gallery,
+//! 7 signature missing or not matching).
 
 mod cli;
 

@@ -109,7 +109,29 @@ fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(Path
 impl Bundle {
     /// Loads the manifest at `path`, verifies every model file and prepares the models.
     pub fn load(path: &Path, options: LoadOptions) -> Result<Bundle> {
-        let manifest = read_manifest(path)?;
+        Bundle::load_checked(path, options, None)
+    }
+
+    /// [`Bundle::load`], and with `public_key`, first checks the manifest's detached
+    /// signature (`bundle.toml.sig`, see [`crate::sign`]) over the exact bytes then parsed;
+    /// the manifest pins every model's sha256, so the signature covers the models too.
+    /// A missing, foreign or broken signature is an [`Error::Signature`].
+    pub fn load_checked(
+        path: &Path,
+        options: LoadOptions,
+        public_key: Option<&crate::sign::PublicKey>,
+    ) -> Result<Bundle> {
+        let manifest = match public_key {
+            None => read_manifest(path)?,
+            Some(key) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::bundle(path, format!("cannot read the manifest: {e}")))?;
+                crate::sign::verify_detached(key, &bytes, path)?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::bundle(path, "the manifest is not UTF-8 text"))?;
+                Manifest::parse(&text).map_err(|e| Error::bundle(path, e))?
+            }
+        };
         let id = bundle_id(&manifest);
         let d = &manifest.detector;
         let (dpath, bytes) = read_verified(path, &d.file, &d.sha256)?;

@@ -81,6 +81,10 @@ pub struct AnalyseArgs {
     /// Largest photo accepted, in megapixels (checked from the header before decoding).
     #[arg(long, value_name = "MP", default_value_t = 50.0)]
     pub max_megapixels: f64,
+    /// Trusted ed25519 public key (from `sign --generate-key`): the bundle manifest and the
+    /// gallery must carry valid detached signatures (FILE.sig) made with it, or exit 7.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

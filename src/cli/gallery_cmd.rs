@@ -173,7 +173,7 @@ pub fn build(a: BuildArgs) -> Result<i32> {
 }
 
 pub fn add(a: AddArgs) -> Result<i32> {
-    let mut gallery = Gallery::read(&a.gallery)?;
+    let mut gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     let analyser = Analyser::new(&a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let face = analyser.analyse(&a.image)?;

@@ -38,6 +38,23 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The trusted public key named by `--public-key`, if any.
+pub fn public_key(a: &AnalyseArgs) -> Result<Option<gestalt_edge::sign::PublicKey>> {
+    a.public_key
+        .as_deref()
+        .map(gestalt_edge::sign::read_public_key)
+        .transpose()
+}
+
+/// Reads a gallery with the size limit, and its signature when `--public-key` is given.
+pub fn read_gallery(path: &Path, a: &AnalyseArgs) -> Result<gestalt_edge::gallery::Gallery> {
+    let options = gestalt_edge::gallery::io::ReadOptions {
+        public_key: public_key(a)?,
+        ..Default::default()
+    };
+    gestalt_edge::gallery::Gallery::read_checked(path, &options)
+}
+
 /// The resolved settings for analysing photos.
 pub struct Analyser {
     pub bundle: Bundle,
@@ -59,7 +76,8 @@ impl Analyser {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
-        let bundle = Bundle::load(&a.bundle, LoadOptions { threads })?;
+        let bundle =
+            Bundle::load_checked(&a.bundle, LoadOptions { threads }, public_key(a)?.as_ref())?;
         let pipeline = PipelineOptions {
             face_choice: match a.face {
                 FaceArg::Best => FaceChoice::HighestScore,

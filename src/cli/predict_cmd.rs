@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-use gestalt_edge::gallery::Gallery;
 use gestalt_edge::pipeline::{self, Prediction};
 use gestalt_edge::rank::RankOptions;
 use gestalt_edge::{Error, Result};
@@ -22,7 +21,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         }
     }
     let analyser = Analyser::new(&a.analyse)?;
-    let gallery = Gallery::read(&a.gallery)?;
+    let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let rank_opts = RankOptions {
         top: a.top,

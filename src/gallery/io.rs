@@ -9,15 +9,61 @@ use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
 
+/// Largest gallery file [`Gallery::read`] accepts by default: 1 GiB (a 10,000-image gallery
+/// of 12 keys x 512 f16 values is about 125 MB).
+pub const DEFAULT_MAX_GALLERY_BYTES: u64 = 1 << 30;
+
+/// Checks applied when reading a gallery file.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Files larger than this many bytes are refused before they are read.
+    pub max_bytes: u64,
+    /// When set, the detached signature `FILE.sig` must verify with this key
+    /// (see [`crate::sign`]).
+    pub public_key: Option<crate::sign::PublicKey>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_bytes: DEFAULT_MAX_GALLERY_BYTES,
+            public_key: None,
+        }
+    }
+}
+
 impl Gallery {
-    /// Reads and checks the gallery file at `path` (see [`Gallery::from_bytes`]).
+    /// Reads and checks the gallery file at `path` (see [`Gallery::from_bytes`]) with the
+    /// default [`ReadOptions`] (size limit, no signature).
     ///
     /// A file that cannot be read is an [`Error::Gallery`] too (the deployer's fix is the same:
     /// point at a valid gallery).
     pub fn read(path: impl AsRef<Path>) -> Result<Gallery> {
+        Gallery::read_checked(path, &ReadOptions::default())
+    }
+
+    /// Reads the gallery at `path`: refuses a file above `options.max_bytes` before reading
+    /// it, verifies the detached signature when a public key is given ([`Error::Signature`]),
+    /// then decodes it ([`Gallery::from_bytes`]).
+    pub fn read_checked(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Gallery> {
         let path = path.as_ref();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::gallery(path, format!("cannot read: {e}")))?;
+        if meta.len() > options.max_bytes {
+            return Err(Error::gallery(
+                path,
+                format!(
+                    "the file is {} bytes, over the limit of {} bytes for a gallery",
+                    meta.len(),
+                    options.max_bytes
+                ),
+            ));
+        }
         let bytes =
             std::fs::read(path).map_err(|e| Error::gallery(path, format!("cannot read: {e}")))?;
+        if let Some(key) = &options.public_key {
+            crate::sign::verify_detached(key, &bytes, path)?;
+        }
         Gallery::from_bytes(&bytes, path)
     }
 
