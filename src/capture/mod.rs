@@ -4,6 +4,19 @@
 //! orientation applied, plus its source id. Decoding checks the header first, so a file that
 //! declares more pixels than [`Limits::max_pixels`] is refused before any pixel memory is
 //! allocated. Every failure is an [`Error::Image`] naming the file.
+//!
+//! Live sources (a still image, a folder, a synthetic pattern, the camera behind the
+//! `camera` feature) implement [`FrameSource`] ([`source`]); [`quality`] is the capture gate.
+
+#[cfg(feature = "camera")]
+pub mod camera;
+pub mod pixel;
+pub mod quality;
+pub mod source;
+pub mod synthetic;
+
+pub use source::{DirectorySource, FrameSource, SourceError, SourceSpec, StillSource};
+pub use synthetic::{SyntheticEvent, SyntheticSource};
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

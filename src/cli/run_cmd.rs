@@ -1,13 +1,348 @@
-//! `gestalt-edge run` (being built).
+//! `gestalt-edge run`: the device loop on a board (camera or files in, screen out).
+//!
+//! Resolves settings with the precedence command-line flag > board profile > bundle
+//! manifest > compiled defaults, opens the source and the screen, then hands over to
+//! `gestalt_edge::board::device::run`. Prints each result (table or JSON line) on stdout and
+//! every incident (camera lost, frame skipped, screen failed) on stderr.
 
-use gestalt_edge::{Error, Result};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gestalt_edge::board::audit::{self, AuditRecord};
+use gestalt_edge::board::device::{self, Command, End, Event, LoopIo, LoopSettings, Trigger};
+use gestalt_edge::board::Board;
+use gestalt_edge::capture::{
+    DirectorySource, FrameSource, SourceSpec, StillSource, SyntheticSource,
+};
+use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
+use gestalt_edge::gallery::Gallery;
+use gestalt_edge::rank::RankOptions;
+use gestalt_edge::{pipeline, Error, Result};
+
+use super::args::AnalyseArgs;
+use super::Analyser;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Board profile: rpi4, rpi5, jetson-orin-nano, x86-dev, or the path of a .toml profile.
+    #[arg(long, value_name = "BOARD")]
+    pub board: String,
+    #[command(flatten)]
+    pub analyse: AnalyseArgs,
+    /// Gallery file (made with the same bundle).
+    #[arg(long, value_name = "FILE")]
+    pub gallery: PathBuf,
+    /// Frames from: `camera` (the board's device), `camera:/dev/videoN`, `synthetic`, a photo
+    /// or a folder of photos.
+    #[arg(long, value_name = "camera|PATH", default_value = "camera")]
+    pub source: String,
+    /// Screen: png:FILE, fb:/dev/fbN, window, spi or none [default: the board's].
+    #[arg(long, value_name = "SCREEN")]
+    pub screen: Option<String>,
+    /// Screen size in pixels, WIDTHxHEIGHT [default: the board's].
+    #[arg(long, value_name = "WxH")]
+    pub screen_size: Option<String>,
+    /// Process one capture, print it and exit (exit 3 when no face passed the gate).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds a result stays on the screen [default: the board's].
+    #[arg(long, value_name = "S")]
+    pub result_seconds: Option<f32>,
+    /// Append one JSON line per result: time, bundle id, gallery version, top-5 (never
+    /// pixels or embeddings).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Save each captured photo as PNG in this folder. Off by default: no photo is written.
+    #[arg(long, value_name = "DIR")]
+    pub save_captures: Option<PathBuf>,
+    /// Print each result as one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N failed attempts to reach the camera [default: retry for ever].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Stop after N frames (for tests and soak runs).
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+}
 
-pub fn run(_a: RunArgs) -> Result<i32> {
-    Err(Error::Usage(
-        "`gestalt-edge run` is not available in this build yet".into(),
-    ))
+fn parse_size(text: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--screen-size `{text}`: expected WIDTHxHEIGHT, e.g. 320x240"
+        ))
+    };
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+fn open_source(
+    a: &RunArgs,
+    board: &Board,
+    limits: &gestalt_edge::capture::Limits,
+) -> Result<Box<dyn FrameSource>> {
+    let need = u64::from(board.quality.steady_frames.max(1));
+    Ok(match SourceSpec::parse(&a.source) {
+        SourceSpec::Synthetic => Box::new(SyntheticSource::new(
+            board.camera.width,
+            board.camera.height,
+            &[],
+        )),
+        SourceSpec::Path(p) if p.is_dir() => Box::new(DirectorySource::open(&p, limits, need + 1)?),
+        SourceSpec::Path(p) => {
+            // a photo held up to the camera: for ever, or just long enough to settle
+            let repeat = a.once.then_some(need + 3);
+            Box::new(StillSource::open(&p, limits, repeat)?)
+        }
+        SourceSpec::Camera(dev) => {
+            camera(dev.unwrap_or_else(|| board.camera.device.clone()), board)?
+        }
+    })
+}
+
+#[cfg(feature = "camera")]
+fn camera(device: PathBuf, board: &Board) -> Result<Box<dyn FrameSource>> {
+    let c = &board.camera;
+    Ok(Box::new(gestalt_edge::capture::camera::CameraSource::new(
+        &device, c.width, c.height, c.fps,
+    )?))
+}
+
+#[cfg(not(feature = "camera"))]
+fn camera(device: PathBuf, _board: &Board) -> Result<Box<dyn FrameSource>> {
+    Err(Error::Usage(format!(
+        "this build has no camera support (for {}): rebuild with `--features camera` (needs libclang), or use --source PHOTO|FOLDER|synthetic",
+        device.display()
+    )))
+}
+
+/// Operator keys on standard input: Enter (or `c`) captures, `q` quits. Ends quietly at
+/// end of input (a service has none).
+fn keyboard() -> mpsc::Receiver<Command> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let cmd = match line.trim() {
+                "" | "c" | "C" => Command::Capture,
+                "q" | "Q" => Command::Quit,
+                _ => continue,
+            };
+            if tx.send(cmd).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn run(mut a: RunArgs) -> Result<i32> {
+    let board = Board::load(&a.board)?;
+    if let Some(s) = a.result_seconds {
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(Error::Usage("--result-seconds must be zero or more".into()));
+        }
+    }
+    let size = match &a.screen_size {
+        Some(s) => parse_size(s)?,
+        None => (board.screen.width, board.screen.height),
+    };
+    let screen_spec = match &a.screen {
+        Some(s) => ScreenSpec::parse(s)?,
+        None => board.screen.spec()?,
+    };
+    if let Some(dir) = &a.save_captures {
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--save-captures {}: not an existing folder",
+                dir.display()
+            )));
+        }
+    }
+    let arch = std::env::consts::ARCH;
+    if !board.board.target.starts_with(arch) {
+        eprintln!(
+            "warning: board {} expects {}, this binary is {arch}",
+            board.board.name, board.board.target
+        );
+    }
+    // precedence: --threads > board > all cores (Analyser's default)
+    a.analyse.threads = a.analyse.threads.or(board.board.threads);
+    let analyser = Analyser::new(&a.analyse)?;
+    let gallery = Gallery::read(&a.gallery)?;
+    pipeline::check_gallery(&analyser.bundle, &gallery)?;
+    let mut source = open_source(&a, &board, &analyser.limits)?;
+
+    let mut screen: Box<dyn Screen> = match display::open(&screen_spec, size, board.screen.format) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: screen {screen_spec:?} cannot be opened: {e}; running without a screen (results on stdout)");
+            Box::new(NoScreen)
+        }
+    };
+    eprintln!(
+        "gestalt-edge run: board {} ({}), {} bundle {} [{}], gallery {} ({} images), {}, {}",
+        board.board.name,
+        board.board.target,
+        format!("{:?}", board.bundle.precision).to_lowercase(),
+        analyser.bundle.model_version(),
+        analyser.bundle.id,
+        gallery.gallery_version(),
+        gallery.len(),
+        source.describe(),
+        screen.describe()
+    );
+
+    let mut analyzer = device::PipelineAnalyzer {
+        bundle: &analyser.bundle,
+        gallery: &gallery,
+        options: analyser.pipeline,
+        rank: RankOptions {
+            top: 5,
+            same_patient_threshold: None,
+        },
+    };
+    let settings = LoopSettings {
+        quality: board.quality,
+        once: a.once,
+        max_frames: a.max_frames,
+        frame_interval: (!a.once).then(|| Duration::from_secs_f32(1.0 / board.run.preview_fps)),
+        result_hold: Duration::from_secs_f32(a.result_seconds.unwrap_or(board.run.result_seconds)),
+        backoff: device::Backoff::default(),
+        max_retries: a.max_retries,
+    };
+    let keys = keyboard();
+    let mut sleep = std::thread::sleep;
+    let stdout = std::io::stdout();
+    let mut log = |e: &Event| report_event(e, &a);
+    let mut io = LoopIo {
+        commands: Some(&keys),
+        sleep: &mut sleep,
+        events: &mut log,
+    };
+    let report = device::run(
+        source.as_mut(),
+        &mut analyzer,
+        screen.as_mut(),
+        &settings,
+        &mut io,
+    );
+    let _ = stdout.lock().flush();
+    Ok(match report.end {
+        End::Once => match report.last_error {
+            Some(e) if report.captures == 0 => e.exit_code(),
+            _ => 0,
+        },
+        End::SourceEnded if a.once => {
+            eprintln!(
+                "error: no capture: the source ended before a face passed the quality gate (last verdict: {})",
+                report.last_verdict
+            );
+            3
+        }
+        End::SourceLost => {
+            let e = report.last_error.map(|e| e.to_string()).unwrap_or_default();
+            eprintln!(
+                "error: gave up on the camera after {} attempts: {e}",
+                a.max_retries.unwrap_or(0)
+            );
+            4
+        }
+        End::SourceEnded | End::Quit | End::MaxFrames => 0,
+    })
+}
+
+fn report_event(e: &Event, a: &RunArgs) {
+    match e {
+        Event::SourceUnavailable {
+            error,
+            retry_in,
+            attempt,
+        } => eprintln!(
+            "warning: {error}; retrying in {:.1} s (attempt {attempt})",
+            retry_in.as_secs_f32()
+        ),
+        Event::SourceRecovered => eprintln!("note: the camera is back"),
+        Event::BadFrame { error } => eprintln!("warning: skipped a frame: {error}"),
+        Event::ScreenFailed { error } => {
+            eprintln!("warning: the screen failed: {error}; going on (results on stdout)")
+        }
+        Event::DetectFailed { error } => eprintln!("warning: detection failed: {error}"),
+        Event::Captured { trigger, quality } => {
+            let why = match trigger {
+                Trigger::Steady => "steady face passed the quality gate",
+                Trigger::Key => "key pressed",
+            };
+            match quality {
+                Some(q) => eprintln!(
+                    "capture: {why} (face {:.0}% of the height, sharpness {:.0}, yaw {:.2}, pitch {:.2}, roll {:.1} deg, brightness {:.0})",
+                    q.face_fraction * 100.0,
+                    q.sharpness,
+                    q.yaw,
+                    q.pitch,
+                    q.roll_deg,
+                    q.brightness
+                ),
+                None => eprintln!("capture: {why} (no face seen in the preview)"),
+            }
+        }
+        Event::Result { prediction, frame } => {
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(prediction).unwrap_or_default()
+                );
+            } else {
+                let _ = write!(out, "{}", super::predict_cmd::table(prediction));
+            }
+            let _ = out.flush();
+            let now = unix_now();
+            if let Some(log) = &a.audit_log {
+                if let Err(err) = audit::append(log, &AuditRecord::new(prediction, now)) {
+                    eprintln!("warning: audit log: {err}");
+                }
+            }
+            if let Some(dir) = &a.save_captures {
+                static SAVED: AtomicU32 = AtomicU32::new(0);
+                let n = SAVED.fetch_add(1, Ordering::Relaxed);
+                let path = dir.join(format!("capture-{now}-{}-{n}.png", std::process::id()));
+                match display::canvas::write_png_atomic(&frame.rgb, &path) {
+                    Ok(()) => eprintln!("saved the captured photo to {}", path.display()),
+                    Err(err) => eprintln!("warning: cannot save the photo: {err}"),
+                }
+            }
+        }
+        Event::AnalysisFailed { error } => eprintln!("error: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_sizes() {
+        assert_eq!(parse_size("320x240").unwrap(), (320, 240));
+        assert_eq!(parse_size("800X480").unwrap(), (800, 480));
+        for bad in ["320", "0x240", "axb", "99999x2"] {
+            assert_eq!(parse_size(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
 }

@@ -1,0 +1,453 @@
+//! The device loop: preview, quality gate, capture, ensemble, top-5, back to preview.
+//!
+//! Consumes a [`FrameSource`], an [`Analyzer`] (the pipeline with a gallery, or a fake in
+//! tests), a [`Screen`] and operator [`Command`]s; produces scenes on the screen and
+//! [`Event`]s for the caller to log. Every frame is run through the detector; a face that
+//! passes the [`QualityThresholds`] for `steady_frames` frames in a row without moving is
+//! captured automatically (or at once on [`Command::Capture`]). Trouble never ends the loop:
+//! a missing or unplugged camera is retried with exponential back-off and a message on the
+//! screen, a bad frame is skipped, a screen that fails is reported once and the loop goes on.
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use crate::capture::quality::{self, QualityReport, QualityThresholds, Steadiness};
+use crate::capture::{Frame, FrameSource, SourceError};
+use crate::detect::{self, Detection, FaceChoice};
+use crate::display::{PreviewView, ResultView, Scene, Screen};
+use crate::pipeline::Prediction;
+use crate::{Error, Result};
+
+/// What the loop needs from the models.
+pub trait Analyzer {
+    /// Faces in the frame (the preview runs this on every frame).
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>>;
+    /// The full pipeline and ranking on a captured frame.
+    fn predict(&mut self, frame: &Frame) -> Result<Prediction>;
+}
+
+/// The real pipeline against a gallery.
+pub struct PipelineAnalyzer<'a> {
+    /// Loaded models.
+    pub bundle: &'a crate::bundle::Bundle,
+    /// The gallery (made with `bundle`).
+    pub gallery: &'a crate::gallery::Gallery,
+    /// Detection passes and face choice.
+    pub options: crate::pipeline::PipelineOptions,
+    /// List lengths and the same-patient filter.
+    pub rank: crate::rank::RankOptions,
+}
+
+impl Analyzer for PipelineAnalyzer<'_> {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>> {
+        self.bundle.detect(&frame.rgb)
+    }
+    fn predict(&mut self, frame: &Frame) -> Result<Prediction> {
+        crate::pipeline::predict(self.bundle, self.gallery, frame, &self.options, &self.rank)
+    }
+}
+
+/// An operator's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Capture the current frame now, whatever the gate says (or leave the result screen).
+    Capture,
+    /// Stop the loop.
+    Quit,
+}
+
+/// Why a capture happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The face was steady and passed the gate.
+    Steady,
+    /// The operator asked.
+    Key,
+}
+
+/// Something the caller may want to log.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The source is unavailable; the loop waits `retry_in` (attempt counts from 1).
+    SourceUnavailable {
+        /// What the source said.
+        error: &'a SourceError,
+        /// The wait before the next attempt.
+        retry_in: Duration,
+        /// Consecutive failed attempts.
+        attempt: u32,
+    },
+    /// The source is back after failing.
+    SourceRecovered,
+    /// A frame was skipped.
+    BadFrame {
+        /// What was wrong.
+        error: &'a SourceError,
+    },
+    /// The screen failed to show a scene (reported on the first failure only).
+    ScreenFailed {
+        /// The error.
+        error: &'a Error,
+    },
+    /// Detection failed on a preview frame.
+    DetectFailed {
+        /// The error.
+        error: &'a Error,
+    },
+    /// A frame was captured for analysis.
+    Captured {
+        /// Why.
+        trigger: Trigger,
+        /// The gate's measurements, when a face was seen.
+        quality: Option<&'a QualityReport>,
+    },
+    /// The ranking for a capture.
+    Result {
+        /// The prediction.
+        prediction: &'a Prediction,
+        /// The captured frame (for a photo the operator asked to keep).
+        frame: &'a Frame,
+    },
+    /// The analysis of a capture failed (no face on a key capture, model error).
+    AnalysisFailed {
+        /// The error.
+        error: &'a Error,
+    },
+}
+
+/// Exponential back-off: `first`, doubled per failed attempt, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first wait.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `attempt` consecutive failures (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// How the loop behaves.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    /// The capture gate.
+    pub quality: QualityThresholds,
+    /// Stop after the first capture (tests, acceptance checks).
+    pub once: bool,
+    /// Stop after this many frames (tests); `None` runs until the source ends or Quit.
+    pub max_frames: Option<u64>,
+    /// Shortest time between frames of a source that does not pace itself (files).
+    pub frame_interval: Option<Duration>,
+    /// How long the result stays on the screen before the preview returns.
+    pub result_hold: Duration,
+    /// Retry timing for an unavailable source.
+    pub backoff: Backoff,
+    /// Stop after this many consecutive failed attempts to reach the source (`None`:
+    /// never, as a kiosk should).
+    pub max_retries: Option<u32>,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `once` and a capture was analysed (or failed).
+    Once,
+    /// The source has no more frames.
+    SourceEnded,
+    /// The operator quit.
+    Quit,
+    /// `max_frames` reached.
+    MaxFrames,
+    /// `max_retries` consecutive failures to reach the source.
+    SourceLost,
+}
+
+/// What happened during a run.
+#[derive(Debug)]
+pub struct LoopReport {
+    /// Why it ended.
+    pub end: End,
+    /// Frames taken from the source.
+    pub frames: u64,
+    /// Captures analysed successfully.
+    pub captures: u32,
+    /// The last analysis error (with `once`, the reason the capture failed).
+    pub last_error: Option<Error>,
+    /// The gate's last verdict on the preview ("No face", "Move closer"...).
+    pub last_verdict: String,
+}
+
+/// The side effects the loop needs: commands in, sleeping, events out.
+pub struct LoopIo<'a> {
+    /// Operator commands (keyboard, button); `None` when there are none.
+    pub commands: Option<&'a Receiver<Command>>,
+    /// Waits (the real `thread::sleep`, or a recorder in tests).
+    pub sleep: &'a mut dyn FnMut(Duration),
+    /// Receives every event.
+    pub events: &'a mut dyn FnMut(&Event),
+}
+
+impl LoopIo<'_> {
+    fn poll(&self) -> Option<Command> {
+        self.commands.and_then(|c| c.try_recv().ok())
+    }
+
+    /// Waits `total`, in slices of at most 100 ms, returning early on a command.
+    fn wait(&mut self, total: Duration) -> Option<Command> {
+        let slice = Duration::from_millis(100);
+        let mut left = total;
+        loop {
+            if let Some(c) = self.poll() {
+                return Some(c);
+            }
+            if left.is_zero() {
+                return None;
+            }
+            let step = left.min(slice);
+            (self.sleep)(step);
+            left -= step;
+        }
+    }
+}
+
+struct ScreenGuard<'a> {
+    screen: &'a mut dyn Screen,
+    failed: bool,
+}
+
+impl ScreenGuard<'_> {
+    fn show(&mut self, scene: &Scene, io: &mut LoopIo) {
+        match self.screen.show(scene) {
+            Ok(()) => self.failed = false,
+            Err(e) => {
+                if !self.failed {
+                    (io.events)(&Event::ScreenFailed { error: &e });
+                }
+                self.failed = true;
+            }
+        }
+    }
+}
+
+/// Runs the device loop until the source ends, the operator quits, or (with `once`) one
+/// capture was analysed.
+pub fn run(
+    source: &mut dyn FrameSource,
+    analyzer: &mut dyn Analyzer,
+    screen: &mut dyn Screen,
+    settings: &LoopSettings,
+    io: &mut LoopIo,
+) -> LoopReport {
+    let q = &settings.quality;
+    let need = q.steady_frames.max(1);
+    let mut screen = ScreenGuard {
+        screen,
+        failed: false,
+    };
+    let mut report = LoopReport {
+        end: End::SourceEnded,
+        frames: 0,
+        captures: 0,
+        last_error: None,
+        last_verdict: "No frame yet".into(),
+    };
+    let mut steady = Steadiness::default();
+    let mut attempt = 0u32;
+    // after a capture, wait for the face to go or move (or a new photo) before the next one
+    let mut captured: Option<(std::path::PathBuf, [f32; 4])> = None;
+
+    loop {
+        if settings.max_frames.is_some_and(|m| report.frames >= m) {
+            report.end = End::MaxFrames;
+            return report;
+        }
+        let mut forced = false;
+        match io.poll() {
+            Some(Command::Quit) => {
+                report.end = End::Quit;
+                return report;
+            }
+            Some(Command::Capture) => forced = true,
+            None => {}
+        }
+        let started = Instant::now();
+        let frame = match source.next_frame() {
+            Ok(Some(f)) => {
+                if attempt > 0 {
+                    (io.events)(&Event::SourceRecovered);
+                }
+                attempt = 0;
+                f
+            }
+            Ok(None) => {
+                report.end = End::SourceEnded;
+                return report;
+            }
+            Err(e @ SourceError::BadFrame { .. }) => {
+                (io.events)(&Event::BadFrame { error: &e });
+                continue;
+            }
+            Err(e @ SourceError::Unavailable { .. }) => {
+                attempt += 1;
+                if settings.max_retries.is_some_and(|m| attempt > m) {
+                    report.end = End::SourceLost;
+                    report.last_error = Some(e.into());
+                    return report;
+                }
+                let wait = settings.backoff.delay(attempt);
+                (io.events)(&Event::SourceUnavailable {
+                    error: &e,
+                    retry_in: wait,
+                    attempt,
+                });
+                let detail = format!(
+                    "{e}. Check the cable. Retrying in {:.1} s (attempt {attempt}).",
+                    wait.as_secs_f32()
+                );
+                screen.show(
+                    &Scene::Message {
+                        title: "Camera not available",
+                        detail: &detail,
+                    },
+                    io,
+                );
+                if io.wait(wait) == Some(Command::Quit) {
+                    report.end = End::Quit;
+                    return report;
+                }
+                if let Err(e) = source.reopen() {
+                    let wait = settings.backoff.delay(attempt);
+                    (io.events)(&Event::SourceUnavailable {
+                        error: &e,
+                        retry_in: wait,
+                        attempt,
+                    });
+                }
+                continue;
+            }
+        };
+        report.frames += 1;
+
+        let faces = match analyzer.detect(&frame) {
+            Ok(f) => f,
+            Err(e) => {
+                (io.events)(&Event::DetectFailed { error: &e });
+                Vec::new()
+            }
+        };
+        let face = detect::choose(&faces, FaceChoice::HighestScore);
+        let quality = face.map(|d| quality::assess(&frame.rgb, &d, q));
+        let passes = quality.as_ref().is_some_and(|r| r.passes());
+        if let Some((src, bbox)) = &captured {
+            let moved = match &face {
+                None => true,
+                Some(d) => *src != frame.source || quality::iou(bbox, &d.bbox_px) < 0.5,
+            };
+            if moved {
+                captured = None;
+                steady.reset();
+            }
+        }
+        let count = if captured.is_some() {
+            0
+        } else {
+            steady.update(face.as_ref().map(|d| &d.bbox_px), passes, q.steady_iou)
+        };
+        report.last_verdict = match (&quality, captured.is_some()) {
+            (None, _) => "No face: look at the camera".into(),
+            (Some(_), true) => "Done: next person, please".into(),
+            (Some(r), false) if r.passes() => "Good: hold still".into(),
+            (Some(r), false) => r.verdict().into(),
+        };
+
+        let trigger = if forced {
+            Some(Trigger::Key)
+        } else if count >= need {
+            Some(Trigger::Steady)
+        } else {
+            None
+        };
+        let Some(trigger) = trigger else {
+            screen.show(
+                &Scene::Preview(PreviewView {
+                    frame: &frame.rgb,
+                    face,
+                    verdict: report.last_verdict.clone(),
+                    ok: passes && captured.is_none(),
+                    steady: (count, need),
+                }),
+                io,
+            );
+            if let (Some(min), true) = (settings.frame_interval, source.is_unpaced()) {
+                let spent = started.elapsed();
+                if spent < min && io.wait(min - spent) == Some(Command::Quit) {
+                    report.end = End::Quit;
+                    return report;
+                }
+            }
+            continue;
+        };
+
+        (io.events)(&Event::Captured {
+            trigger,
+            quality: quality.as_ref(),
+        });
+        screen.show(
+            &Scene::Message {
+                title: "Analysing...",
+                detail: "Comparing the face with the gallery.",
+            },
+            io,
+        );
+        steady.reset();
+        match analyzer.predict(&frame) {
+            Ok(p) => {
+                report.captures += 1;
+                (io.events)(&Event::Result {
+                    prediction: &p,
+                    frame: &frame,
+                });
+                let view = ResultView::from_prediction(&p, &frame.rgb);
+                screen.show(&Scene::Result(&view), io);
+                captured = Some((frame.source.clone(), p.face.bbox_px));
+            }
+            Err(e) => {
+                (io.events)(&Event::AnalysisFailed { error: &e });
+                let detail = e.to_string();
+                screen.show(
+                    &Scene::Message {
+                        title: "No result",
+                        detail: &detail,
+                    },
+                    io,
+                );
+                report.last_error = Some(e);
+                if let Some(d) = face {
+                    captured = Some((frame.source.clone(), d.bbox_px));
+                }
+            }
+        }
+        if settings.once {
+            report.end = End::Once;
+            return report;
+        }
+        if io.wait(settings.result_hold) == Some(Command::Quit) {
+            report.end = End::Quit;
+            return report;
+        }
+    }
+}

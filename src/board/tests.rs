@@ -1,0 +1,402 @@
+//! Board profiles and the device loop against a synthetic source, a fake analyzer and a
+//! recording screen.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::device::{self, Analyzer, Backoff, Command, End, Event, LoopIo, LoopSettings};
+use super::*;
+use crate::capture::quality::QualityThresholds;
+use crate::capture::{Frame, SyntheticEvent, SyntheticSource};
+use crate::detect::Detection;
+use crate::display::{Scene, Screen};
+use crate::pipeline::{FaceReport, Prediction, StageTimings};
+use crate::rank::SyndromeHit;
+
+#[test]
+fn shipped_profiles_parse_and_match_their_names() {
+    for (name, _) in KNOWN {
+        let b = Board::load(name).unwrap();
+        assert_eq!(b.board.name, *name);
+        assert!(b.board.target.ends_with("-unknown-linux-gnu"));
+        assert!(b.quality.steady_frames >= 1);
+        b.screen.spec().unwrap();
+    }
+    assert_eq!(Board::load("rpi4").unwrap().board.threads, Some(4));
+    assert_eq!(
+        Board::load("rpi4").unwrap().board.target,
+        "aarch64-unknown-linux-gnu"
+    );
+}
+
+#[test]
+fn unknown_board_lists_the_known_ones() {
+    let e = Board::load("rpi3").unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let m = e.to_string();
+    for n in ["rpi4", "rpi5", "jetson-orin-nano", "x86-dev"] {
+        assert!(m.contains(n), "{m}");
+    }
+}
+
+#[test]
+fn profile_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mine.toml");
+    let text = KNOWN[0].1.replace("threads = 4", "threads = 0");
+    std::fs::write(&p, text).unwrap();
+    let e = Board::load(p.to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("threads must be at least 1"), "{e}");
+    std::fs::write(&p, "[board]\nname = 'x'\ncolour = 1\n").unwrap();
+    assert!(Board::load(p.to_str().unwrap()).is_err());
+    let e = Board::load("missing/board.toml").unwrap_err();
+    assert!(e.to_string().contains("cannot read"), "{e}");
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let b = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(4),
+    };
+    let d: Vec<u128> = (1..=6).map(|a| b.delay(a).as_millis()).collect();
+    assert_eq!(d, vec![500, 1000, 2000, 4000, 4000, 4000]);
+    assert_eq!(b.delay(200), Duration::from_secs(4));
+}
+
+/// A frontal face in the middle of the frame (or none).
+struct Fake {
+    face: bool,
+    /// frames with no face (1-based frame numbers)
+    faceless: Vec<u64>,
+    seen: u64,
+    predictions: u32,
+}
+
+fn face() -> Detection {
+    let s = 100.0 / 112.0;
+    let lm = [
+        [38.29, 51.70],
+        [73.53, 51.50],
+        [56.03, 71.74],
+        [41.55, 92.37],
+        [70.73, 92.20],
+    ]
+    .map(|[x, y]| [50.0 + x * s, 40.0 + y * s]);
+    Detection {
+        bbox_px: [50.0, 40.0, 150.0, 152.0],
+        score: 0.9,
+        landmarks_px: lm,
+    }
+}
+
+fn prediction() -> Prediction {
+    Prediction {
+        image: "synthetic".into(),
+        model_version: "test 1".into(),
+        gallery_version: "g1".into(),
+        bundle_id: "0123".into(),
+        faces_found: 1,
+        face: FaceReport {
+            bbox_px: face().bbox_px,
+            score: 0.9,
+            landmarks_px: face().landmarks_px,
+        },
+        suggested_syndromes_list: vec![SyndromeHit {
+            syndrome_name: "Test syndrome".into(),
+            omim_id: Some(1),
+            distance: 0.3,
+            gestalt_score: 1.0,
+            image_id: "i".into(),
+            subject_id: "s".into(),
+        }],
+        suggested_genes_list: vec![],
+        suggested_patients_list: vec![],
+        images_compared: 1,
+        timings_ms: StageTimings::default(),
+    }
+}
+
+impl Analyzer for Fake {
+    fn detect(&mut self, _frame: &Frame) -> crate::Result<Vec<Detection>> {
+        self.seen += 1;
+        Ok(if self.face && !self.faceless.contains(&self.seen) {
+            vec![face()]
+        } else {
+            vec![]
+        })
+    }
+    fn predict(&mut self, frame: &Frame) -> crate::Result<Prediction> {
+        self.predictions += 1;
+        if self.face {
+            Ok(prediction())
+        } else {
+            Err(crate::Error::NoFace {
+                path: frame.source.clone(),
+                detail: String::new(),
+            })
+        }
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    scenes: Vec<String>,
+    fail: bool,
+}
+
+impl Screen for Recorder {
+    fn show(&mut self, scene: &Scene) -> crate::Result<()> {
+        self.scenes.push(match scene {
+            Scene::Preview(p) => format!("preview {}/{}", p.steady.0, p.steady.1),
+            Scene::Result(r) => format!("result {}", r.rows[0].name),
+            Scene::Message { title, .. } => format!("message {title}"),
+        });
+        if self.fail {
+            return Err(crate::Error::Usage("screen unplugged".into()));
+        }
+        Ok(())
+    }
+    fn size(&self) -> (u32, u32) {
+        (320, 240)
+    }
+    fn describe(&self) -> String {
+        "recorder".into()
+    }
+}
+
+fn lax() -> QualityThresholds {
+    QualityThresholds {
+        min_face_fraction: 0.0,
+        min_sharpness: 0.0,
+        brightness_range: [0.0, 255.0],
+        max_clipped: 1.0,
+        steady_frames: 3,
+        ..QualityThresholds::default()
+    }
+}
+
+fn settings(once: bool, max_frames: Option<u64>) -> LoopSettings {
+    LoopSettings {
+        quality: lax(),
+        once,
+        max_frames,
+        frame_interval: None,
+        result_hold: Duration::ZERO,
+        backoff: Backoff::default(),
+        max_retries: None,
+    }
+}
+
+/// Runs the loop; returns the report, the events (as text) and the total slept time.
+fn drive(
+    source: &mut SyntheticSource,
+    fake: &mut Fake,
+    screen: &mut Recorder,
+    s: &LoopSettings,
+    commands: Option<&mpsc::Receiver<Command>>,
+) -> (device::LoopReport, Vec<String>, Vec<Duration>) {
+    let mut events = Vec::new();
+    let mut sleeps = Vec::new();
+    let report = {
+        let mut sleep = |d: Duration| sleeps.push(d);
+        let mut log = |e: &Event| {
+            events.push(match e {
+                Event::SourceUnavailable {
+                    retry_in, attempt, ..
+                } => format!("unavailable {attempt} {}ms", retry_in.as_millis()),
+                Event::SourceRecovered => "recovered".into(),
+                Event::BadFrame { .. } => "bad frame".into(),
+                Event::ScreenFailed { .. } => "screen failed".into(),
+                Event::DetectFailed { .. } => "detect failed".into(),
+                Event::Captured { trigger, .. } => format!("captured {trigger:?}"),
+                Event::Result { prediction, .. } => {
+                    format!(
+                        "result {}",
+                        prediction.suggested_syndromes_list[0].syndrome_name
+                    )
+                }
+                Event::AnalysisFailed { error } => format!("failed {}", error.exit_code()),
+            })
+        };
+        let mut io = LoopIo {
+            commands,
+            sleep: &mut sleep,
+            events: &mut log,
+        };
+        device::run(source, fake, screen, s, &mut io)
+    };
+    (report, events, sleeps)
+}
+
+fn fake(face: bool) -> Fake {
+    Fake {
+        face,
+        faceless: vec![],
+        seen: 0,
+        predictions: 0,
+    }
+}
+
+#[test]
+fn steady_face_is_captured_once() {
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(true, Some(50)),
+        None,
+    );
+    assert_eq!(r.end, End::Once);
+    assert_eq!((r.frames, r.captures), (3, 1));
+    assert_eq!(events, vec!["captured Steady", "result Test syndrome"]);
+    assert_eq!(
+        screen.scenes,
+        vec![
+            "preview 1/3",
+            "preview 2/3",
+            "message Analysing...",
+            "result Test syndrome"
+        ]
+    );
+}
+
+#[test]
+fn camera_unplugged_is_retried_with_backoff() {
+    use SyntheticEvent::*;
+    let mut src = SyntheticSource::new(200, 200, &[Unplugged, Unplugged, Unplugged, Frame]);
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let (r, events, sleeps) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(false, Some(2)),
+        None,
+    );
+    assert_eq!(r.end, device::End::MaxFrames);
+    assert_eq!(
+        events,
+        vec![
+            "unavailable 1 500ms",
+            "unavailable 2 1000ms",
+            "unavailable 3 2000ms",
+            "recovered"
+        ]
+    );
+    assert_eq!(src.reopened, 3);
+    let slept: Duration = sleeps.iter().sum();
+    assert_eq!(slept, Duration::from_millis(3500));
+    assert!(sleeps.iter().all(|d| *d <= Duration::from_millis(100)));
+    assert_eq!(screen.scenes[0], "message Camera not available");
+    assert_eq!(screen.scenes.last().unwrap(), "preview 0/3");
+}
+
+#[test]
+fn a_lost_source_can_end_the_loop_when_asked() {
+    let mut src = SyntheticSource::new(10, 10, &[SyntheticEvent::Unplugged; 5]);
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let mut s = settings(false, None);
+    s.max_retries = Some(2);
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &s, None);
+    assert_eq!(r.end, End::SourceLost);
+    assert_eq!(events.len(), 2);
+    assert_eq!(r.last_error.unwrap().exit_code(), 4);
+}
+
+#[test]
+fn bad_frames_are_skipped_and_a_broken_screen_is_reported_once() {
+    use SyntheticEvent::*;
+    let mut src = SyntheticSource::new(200, 200, &[BadFrame, Frame, BadFrame]);
+    let (mut f, mut screen) = (
+        fake(true),
+        Recorder {
+            fail: true,
+            ..Default::default()
+        },
+    );
+    let (r, events, _) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(true, Some(50)),
+        None,
+    );
+    assert_eq!(r.end, device::End::Once);
+    assert_eq!(r.captures, 1);
+    assert_eq!(
+        events,
+        vec![
+            "bad frame",
+            "screen failed",
+            "bad frame",
+            "captured Steady",
+            "result Test syndrome"
+        ]
+    );
+    assert_eq!(screen.scenes.len(), 4, "the loop kept drawing");
+}
+
+#[test]
+fn a_key_captures_even_without_a_face() {
+    let (tx, rx) = mpsc::channel();
+    tx.send(Command::Capture).unwrap();
+    let mut src = SyntheticSource::new(64, 48, &[]);
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let (r, events, _) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(true, Some(50)),
+        Some(&rx),
+    );
+    assert_eq!(r.end, End::Once);
+    assert_eq!(events, vec!["captured Key", "failed 3"]);
+    assert_eq!(r.last_error.unwrap().exit_code(), 3);
+    assert_eq!(screen.scenes.last().unwrap(), "message No result");
+}
+
+#[test]
+fn the_same_face_is_not_captured_twice_until_it_leaves() {
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, _, _) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(false, Some(12)),
+        None,
+    );
+    assert_eq!(r.captures, 1);
+    assert_eq!(r.last_verdict, "Done: next person, please");
+
+    // the face leaves at frame 5: a new steady run captures again
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let mut f = fake(true);
+    f.faceless = vec![5];
+    let (r, _, _) = drive(
+        &mut src,
+        &mut f,
+        &mut Recorder::default(),
+        &settings(false, Some(12)),
+        None,
+    );
+    assert_eq!(r.captures, 2);
+    assert_eq!(f.predictions, 2);
+}
+
+#[test]
+fn quit_stops_the_loop() {
+    let (tx, rx) = mpsc::channel();
+    tx.send(Command::Quit).unwrap();
+    let mut src = SyntheticSource::new(8, 8, &[]);
+    let (r, _, _) = drive(
+        &mut src,
+        &mut fake(true),
+        &mut Recorder::default(),
+        &settings(false, None),
+        Some(&rx),
+    );
+    assert_eq!((r.end, r.frames), (End::Quit, 0));
+}
