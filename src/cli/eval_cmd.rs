@@ -124,25 +124,61 @@ fn embed_photo(an: &Analyser, path: &Path, aligned: bool) -> Result<Embeddings> 
     an.bundle.embed(&crop)
 }
 
-/// Photo files of a folder by file name and by id prefix (`None` = ambiguous prefix).
-fn photo_index(dir: &Path) -> Result<(HashMap<String, PathBuf>, HashMap<String, Option<PathBuf>>)> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::image(dir, format!("cannot read the photo folder: {e}")))?;
-    let mut names: Vec<(String, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
-        .collect();
-    names.sort();
-    let mut by_prefix: HashMap<String, Option<PathBuf>> = HashMap::new();
-    for (n, p) in &names {
-        by_prefix
-            .entry(id_prefix(n).to_string())
-            .and_modify(|e| *e = None)
-            .or_insert(Some(p.clone()));
+/// Where the photo of an image id is: the file named exactly so, else the one file whose
+/// stem is the id (`person_a_1.jpg`), else the one file whose name starts with `ID_` or
+/// `ID.` (the reference's `1234_crop_square.jpg`).
+struct PhotoIndex {
+    by_name: HashMap<String, PathBuf>,
+    /// `None` marks a stem or prefix shared by several files.
+    by_stem: HashMap<String, Option<PathBuf>>,
+    by_prefix: HashMap<String, Option<PathBuf>>,
+}
+
+impl PhotoIndex {
+    fn new(dir: &Path) -> Result<PhotoIndex> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::image(dir, format!("cannot read the photo folder: {e}")))?;
+        let mut names: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
+            .collect();
+        names.sort();
+        let mut ix = PhotoIndex {
+            by_name: HashMap::new(),
+            by_stem: HashMap::new(),
+            by_prefix: HashMap::new(),
+        };
+        let add = |m: &mut HashMap<String, Option<PathBuf>>, k: String, p: &PathBuf| {
+            m.entry(k)
+                .and_modify(|e| *e = None)
+                .or_insert(Some(p.clone()));
+        };
+        for (n, p) in names {
+            if let Some(stem) = p.file_stem() {
+                add(&mut ix.by_stem, stem.to_string_lossy().into_owned(), &p);
+            }
+            add(&mut ix.by_prefix, id_prefix(&n).to_string(), &p);
+            ix.by_name.insert(n, p);
+        }
+        Ok(ix)
     }
-    Ok((names.into_iter().collect(), by_prefix))
+
+    /// `Ok(None)` when nothing matches, `Err(())` when the match is ambiguous.
+    fn find(&self, id: &str) -> std::result::Result<Option<PathBuf>, ()> {
+        if let Some(p) = self.by_name.get(id) {
+            return Ok(Some(p.clone()));
+        }
+        for m in [&self.by_stem, &self.by_prefix] {
+            match m.get(id) {
+                Some(Some(p)) => return Ok(Some(p.clone())),
+                Some(None) => return Err(()),
+                None => {}
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Every listed image in list order, first listing wins: (list, line, image id).
@@ -185,26 +221,24 @@ fn from_photos(
     let dir = a.photos.as_deref().ok_or_else(|| {
         Error::Usage("--bundle needs --photos DIR (the folder of the listed photos)".into())
     })?;
-    let (by_name, by_prefix) = photo_index(dir)?;
+    let index = PhotoIndex::new(dir)?;
     let mut jobs = Vec::new();
     for (list, line, id) in listed(lists) {
-        let path = match by_name.get(id) {
-            Some(p) => p.clone(),
-            None => match by_prefix.get(id) {
-                Some(Some(p)) => p.clone(),
-                Some(None) => {
-                    return Err(Error::image(
-                        dir.join(id),
-                        format!("several photos in the folder start with id {id} (listed on line {line} of {})", list.path.display()),
-                    ))
-                }
-                None => {
-                    return Err(Error::image(
-                        dir.join(id),
-                        format!("no photo for image {id} (listed on line {line} of {})", list.path.display()),
-                    ))
-                }
-            },
+        let at = format!("listed on line {line} of {}", list.path.display());
+        let path = match index.find(id) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(Error::image(
+                    dir.join(id),
+                    format!("no photo for image {id} ({at})"),
+                ))
+            }
+            Err(()) => {
+                return Err(Error::image(
+                    dir.join(id),
+                    format!("several photos in the folder match image {id} ({at})"),
+                ))
+            }
         };
         jobs.push((id.to_string(), path));
     }
