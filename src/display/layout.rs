@@ -7,9 +7,7 @@
 //! names are word-wrapped to two lines and abbreviated with a final "." when still too long.
 
 use embedded_graphics::image::ImageRaw;
-use embedded_graphics::mono_font::iso_8859_1::{
-    FONT_10X20, FONT_6X10, FONT_6X13_BOLD, FONT_9X18_BOLD,
-};
+use embedded_graphics::mono_font::iso_8859_1::{FONT_10X20, FONT_6X10, FONT_6X13_BOLD};
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
@@ -47,7 +45,7 @@ impl Theme {
     fn for_size(size: Size) -> Theme {
         if size.width >= 480 && size.height >= 320 {
             Theme {
-                title: &FONT_9X18_BOLD,
+                title: &FONT_10X20,
                 body: &FONT_10X20,
                 margin: 8,
             }
@@ -326,19 +324,17 @@ fn result<D: DrawTarget<Color = Rgb888>>(
         let y = top + i as i32 * rh;
         let rank = format!("{} ", i + 1);
         let names = wrap(&row.name, cw.saturating_sub(rank.len()), name_lines);
-        let mut ly = y;
         for (j, n) in names.iter().enumerate() {
             let lead = if j == 0 {
                 rank.clone()
             } else {
                 " ".repeat(rank.len())
             };
-            text(d, &format!("{lead}{n}"), Point::new(x0, ly), t.body, FG)?;
-            ly += line;
+            let at = Point::new(x0, y + j as i32 * line);
+            text(d, &format!("{lead}{n}"), at, t.body, FG)?;
         }
-        if names.is_empty() {
-            ly += line;
-        }
+        // the score line and bar sit at the same height in every row
+        let mut ly = y + name_lines as i32 * line;
         let omim = row
             .omim_id
             .map(|o| format!("OMIM {o}"))
