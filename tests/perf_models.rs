@@ -108,3 +108,92 @@ fn synth_rejects_unknown_arch_and_writes_nothing() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn perf_manifest_matches_the_generator() {
+    // make.sh writes the detector with seed 100; the committed manifest pins its sha256
+    let dir = tempdir();
+    let out = dir.path().join("d.onnx");
+    let o = run([
+        "model",
+        "synth",
+        "--arch",
+        "retinaface-mnet025",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "100",
+    ]);
+    assert_eq!(parts(&o).0, 0);
+    let sha = gestalt_edge::bundle::sha256_hex(&std::fs::read(&out).unwrap());
+    let manifest =
+        gestalt_edge::bundle::read_manifest(&util::root().join("models/perf/bundle-f32.toml"))
+            .expect("perf manifest parses");
+    assert_eq!(manifest.detector.sha256, sha);
+    assert_eq!(manifest.embedders.len(), 3);
+    assert!(manifest.embedders.iter().all(|e| e.width == 512));
+}
+
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let o = run(args);
+    let (code, stdout, stderr) = parts(&o);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bench JSON: {e}\n{stdout}"))
+}
+
+#[test]
+fn bench_reports_every_stage_on_the_demo_bundle() {
+    let bundle = util::demo_bundle();
+    let photo = util::demo_photo("person_a_1.jpg");
+    let r = bench_json(&[
+        "bench",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--photo",
+        photo.to_str().unwrap(),
+        "--gallery-size",
+        "500",
+        "--repeat",
+        "1",
+        "--threads",
+        "2",
+        "--compare",
+        "--json",
+    ]);
+    assert_eq!(r["face_found"], true, "{r}");
+    assert_eq!(r["embed_passes"], 4);
+    assert_eq!(r["gallery_size"], 500);
+    for field in [
+        "detect_ms",
+        "embed_ms",
+        "rank_ms",
+        "full_photo_ms",
+        "cold_start_ms",
+        "peak_rss_mb",
+        "gmac_per_s",
+        "gmac_per_photo",
+    ] {
+        let v = r[field].as_f64().unwrap_or(-1.0);
+        assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+    }
+    let f = |k: &str| r[k].as_f64().unwrap();
+    // the full photo holds every stage
+    assert!(f("full_photo_ms") >= f("detect_ms") + f("embed_ms") + f("rank_ms") - 1.0);
+    // YuNet + 4 SFace passes: between 0.5 and 10 GMAC per photo
+    assert!((0.5..10.0).contains(&f("gmac_per_photo")), "{r}");
+    let c = &r["compare"];
+    assert!(c["embed_1_thread_ms"].as_f64().unwrap() > 0.0);
+    assert!(c["embed_batched_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_refuses_a_bad_bundle_with_exit_5() {
+    let dir = tempdir();
+    let m = dir.path().join("bundle.toml");
+    std::fs::write(&m, "[bundle]\nname = 1\n").unwrap();
+    let o = run(["bench", "--bundle", m.to_str().unwrap(), "--json"]);
+    let (code, stdout, stderr) = parts(&o);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("bundle.toml"), "{stderr}");
+}

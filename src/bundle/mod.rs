@@ -180,6 +180,16 @@ impl Bundle {
         )
     }
 
+    /// The loaded detector and embedders (ensemble order), for benchmarks and cost reports.
+    pub fn nets(&self) -> (&Net, &[Net]) {
+        (&self.detector, &self.embedders)
+    }
+
+    /// Changes the number of embedding worker threads (0 = 1).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
     /// Every embedding key this bundle produces, with its width, in ensemble then view order.
     pub fn keys(&self) -> Vec<(Key, u32)> {
         self.manifest

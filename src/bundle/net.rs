@@ -17,6 +17,7 @@ pub struct Net {
     shape: [usize; 4],
     outputs: Vec<(String, Vec<usize>)>,
     path: PathBuf,
+    macs: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -46,7 +47,19 @@ impl Net {
         height: u32,
         outputs: &[String],
     ) -> Result<Net> {
-        let shape = [1usize, 3, height as usize, width as usize];
+        Net::load_batched(path, bytes, width, height, outputs, 1)
+    }
+
+    /// [`Net::load`] with the input pinned to `[batch, 3, height, width]` (batch >= 1).
+    pub fn load_batched(
+        path: &Path,
+        bytes: &[u8],
+        width: u32,
+        height: u32,
+        outputs: &[String],
+        batch: usize,
+    ) -> Result<Net> {
+        let shape = [batch.max(1), 3, height as usize, width as usize];
         let mut model = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true)
@@ -101,6 +114,7 @@ impl Net {
                 .unwrap_or_else(|| model.node(outlet.node).name.clone());
             out_facts.push((name, dims));
         }
+        let macs = count_macs(&model);
         let plan = model
             .into_runnable()
             .map_err(|e| tract_err(path, "cannot plan the model", e))?;
@@ -109,7 +123,19 @@ impl Net {
             shape,
             outputs: out_facts,
             path: path.to_path_buf(),
+            macs,
         })
+    }
+
+    /// Multiply-accumulates of one run (all of the batch), as tract's cost model counts them
+    /// on the optimised graph.
+    pub fn macs(&self) -> u64 {
+        self.macs
+    }
+
+    /// The pinned input shape `[batch, 3, height, width]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        self.shape
     }
 
     /// Output names and shapes, in output order.
@@ -139,4 +165,23 @@ impl Net {
             })
             .collect()
     }
+}
+
+/// Sum of the fused multiply-adds every node reports (0 for nodes without a cost model).
+fn count_macs(model: &TypedModel) -> u64 {
+    let mut total = 0u64;
+    for node in model.nodes() {
+        let Ok(inputs) = model.node_input_facts(node.id) else {
+            continue;
+        };
+        let Ok(costs) = node.op.cost(&inputs) else {
+            continue;
+        };
+        for (cost, n) in costs {
+            if let (tract_onnx::tract_core::ops::Cost::FMA(_), Ok(n)) = (cost, n.to_i64()) {
+                total = total.saturating_add(n.max(0) as u64);
+            }
+        }
+    }
+    total
 }

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod bench_cmd;
+mod bench_gallery;
 mod eval_cmd;
 mod gallery_cmd;
 mod import_cmd;
