@@ -8,6 +8,7 @@
 //! `predict` does. Errors in the data files are [`crate::Error::Gallery`] (exit code 6)
 //! naming the file and line; photos that cannot be read are [`crate::Error::Image`] (4).
 
+pub mod genes;
 pub mod metric;
 pub mod plot;
 pub mod protocol;
