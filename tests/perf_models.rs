@@ -197,3 +197,119 @@ fn bench_refuses_a_bad_bundle_with_exit_5() {
     assert!(stdout.is_empty());
     assert!(stderr.contains("bundle.toml"), "{stderr}");
 }
+
+fn quantize(calib: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let bundle = util::demo_bundle();
+    let mut args = vec![
+        "model".to_string(),
+        "quantize".into(),
+        "--bundle".into(),
+        bundle.to_str().unwrap().into(),
+        "--calib".into(),
+        calib.to_str().unwrap().into(),
+        "--out".into(),
+        out.to_str().unwrap().into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    parts(&run(args))
+}
+
+fn cosine_mean(stdout: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("all"))
+        .unwrap_or_else(|| panic!("no agreement line in\n{stdout}"));
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the cosine in '{line}'"))
+}
+
+#[test]
+fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
+    let dir = tempdir();
+    let out = dir.path().join("int8/bundle.toml");
+    let photos = util::demo_photo("");
+    let (code, stdout, stderr) = quantize(&photos, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // integer kernels, not QDQ: the graphs hold QLinearConv and MatMulInteger
+    let m = gestalt_edge::bundle::read_manifest(&out).expect("int8 manifest");
+    let sface = std::fs::read(out.parent().unwrap().join(&m.embedders[0].file)).unwrap();
+    let text = String::from_utf8_lossy(&sface);
+    assert!(text.contains("QLinearConv") && text.contains("MatMulInteger"));
+    assert!(!text.contains("\"Conv\""));
+    assert!(
+        stderr.contains("sface: 27 QLinearConv, 1 MatMulInteger"),
+        "{stderr}"
+    );
+    // measured 0.991 with min/max ranges on the six demo photos (target 0.995)
+    let cos = cosine_mean(&stdout);
+    assert!(cos > 0.985 && cos <= 1.0, "{stdout}");
+    // the int8 bundle runs the whole pipeline: a gallery of the demo identities, and the
+    // second photos of persons A and B find their own identity first, as with the float bundle
+    let gallery = dir.path().join("int8.gallery");
+    let labels = util::root().join("models/demo/labels.csv");
+    let o = run([
+        "gallery",
+        "build",
+        "--bundle",
+        out.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        gallery.to_str().unwrap(),
+    ]);
+    assert_eq!(parts(&o).0, 0, "{}", parts(&o).2);
+    let o = run([
+        "predict",
+        "--bundle",
+        out.to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--json",
+        util::demo_photo("person_a_2.jpg").to_str().unwrap(),
+        util::demo_photo("person_b_2.jpg").to_str().unwrap(),
+    ]);
+    let (code, stdout, stderr) = parts(&o);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let top1: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["suggested_syndromes_list"][0]["syndrome_name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(top1, vec!["Demo identity A", "Demo identity B"]);
+}
+
+#[test]
+fn quantize_refuses_empty_and_faceless_calibration_with_exit_5() {
+    let dir = tempdir();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("bundle.toml");
+    let (code, _, stderr) = quantize(&empty, &out, &[]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("no JPEG or PNG"), "{stderr}");
+    let faceless = dir.path().join("faceless");
+    std::fs::create_dir(&faceless).unwrap();
+    image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    })
+    .save(faceless.join("gradient.png"))
+    .unwrap();
+    let (code, _, stderr) = quantize(&faceless, &out, &[]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("shows a face"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "nothing half-written"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod input;
 pub mod manifest;
 mod net;
+pub mod quantize;
 pub mod synth;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ mod gallery_cmd;
 mod import_cmd;
 mod model_cmd;
 mod predict_cmd;
+mod quantize_cmd;
 mod run_cmd;
 mod sign_cmd;
 

@@ -11,6 +11,9 @@ use gestalt_edge::{Error, Result};
 pub enum ModelCommand {
     /// Write an architecture-exact ONNX graph with seeded (random, untrained) weights.
     Synth(SynthArgs),
+    /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
+    /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
+    Quantize(super::quantize_cmd::QuantizeArgs),
 }
 
 /// Arguments of `model synth`.
@@ -30,6 +33,7 @@ pub struct SynthArgs {
 pub fn run(c: ModelCommand) -> Result<i32> {
     match c {
         ModelCommand::Synth(a) => synth_cmd(a),
+        ModelCommand::Quantize(a) => super::quantize_cmd::run(a),
     }
 }
 
