@@ -242,9 +242,9 @@ fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
         stderr.contains("sface: 27 QLinearConv, 1 MatMulInteger"),
         "{stderr}"
     );
-    // measured 0.991 with min/max ranges on the six demo photos (target 0.995)
+    // measured 0.9946 (0.991 with plain min/max ranges) on the six demo photos; target 0.995
     let cos = cosine_mean(&stdout);
-    assert!(cos > 0.985 && cos <= 1.0, "{stdout}");
+    assert!(cos > 0.993 && cos <= 1.0, "{stdout}");
     // the int8 bundle runs the whole pipeline: a gallery of the demo identities, and the
     // second photos of persons A and B find their own identity first, as with the float bundle
     let gallery = dir.path().join("int8.gallery");

@@ -131,20 +131,19 @@ pub fn calibration_model(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Stri
 }
 
 /// Runs the calibration model on every input and records the range of every watched
-/// tensor (and of the graph input under `input_name`).
+/// tensor (and of the graph input under `input_name`): per input, the `clip` and `1 - clip`
+/// quantiles of the values (`clip` = 0: min and max), widened over the inputs.
 pub fn observe(
     net: &Net,
     names: &[String],
     input_name: &str,
     inputs: &[Vec<f32>],
+    clip: f64,
 ) -> Result<Ranges> {
     let mut ranges = Ranges::new();
+    let mut scratch = Vec::new();
     let mut widen = |name: &str, v: &[f32]| {
-        let (lo, hi) = v
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
-                (l.min(x), h.max(x))
-            });
+        let (lo, hi) = clipped_range(v, clip, &mut scratch);
         let e = ranges.entry(name.to_string()).or_insert((lo, hi));
         e.0 = e.0.min(lo);
         e.1 = e.1.max(hi);
@@ -157,6 +156,24 @@ pub fn observe(
         }
     }
     Ok(ranges)
+}
+
+/// The `clip` and `1 - clip` quantiles of `v` (min and max when `clip` is 0).
+fn clipped_range(v: &[f32], clip: f64, scratch: &mut Vec<f32>) -> (f32, f32) {
+    let k = (v.len() as f64 * clip).floor() as usize;
+    if k == 0 || v.len() < 3 {
+        return v
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+    }
+    scratch.clear();
+    scratch.extend_from_slice(v);
+    let n = scratch.len();
+    let lo = *scratch.select_nth_unstable_by(k, f32::total_cmp).1;
+    let hi = *scratch.select_nth_unstable_by(n - 1 - k, f32::total_cmp).1;
+    (lo, hi)
 }
 
 /// u8 asymmetric parameters for a range (the range is widened to include 0).
@@ -465,6 +482,20 @@ mod tests {
         let (s, z) = u8_params(0.5, 2.0);
         assert_eq!(z, 0);
         assert!((s * 255.0 - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn clipping_drops_outliers() {
+        let mut v: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        v[17] = 1000.0;
+        v[18] = -1000.0;
+        let mut s = Vec::new();
+        assert_eq!(clipped_range(&v, 0.0, &mut s), (-1000.0, 1000.0));
+        let (lo, hi) = clipped_range(&v, 1e-3, &mut s);
+        assert!(
+            lo >= 0.0 && lo < 0.002 && hi <= 1.0 && hi > 0.99,
+            "{lo} {hi}"
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct QuantizeArgs {
     /// Keep the first and the last quantizable layer of every model in float.
     #[arg(long)]
     pub keep_float_ends: bool,
+    /// Fraction of each calibration tensor's values left outside its int8 range, per tail
+    /// (0 = min/max).
+    #[arg(long, value_name = "FRACTION", default_value_t = 3e-5)]
+    pub clip: f64,
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -63,11 +67,12 @@ fn quantize_model(
     h: u32,
     inputs: &[Vec<f32>],
     keep_float_ends: bool,
+    clip: f64,
 ) -> Result<(Vec<u8>, quantize::QuantStats)> {
     let bytes = std::fs::read(path).map_err(|e| Error::bundle(path, e.to_string()))?;
     let (calib, names) = quantize::calibration_model(&bytes, path)?;
     let net = Net::load(path, &calib, w, h, &[])?;
-    let ranges = quantize::observe(&net, &names, &input_name(&bytes, path)?, inputs)?;
+    let ranges = quantize::observe(&net, &names, &input_name(&bytes, path)?, inputs, clip)?;
     drop(net);
     quantize::quantize(&bytes, path, &ranges, keep_float_ends)
 }
@@ -97,6 +102,9 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    if !(0.0..0.5).contains(&a.clip) {
+        return Err(Error::Usage("--clip must be in [0, 0.5)".into()));
+    }
     let list = photos(&a.calib)?;
     let float = Bundle::load(&a.bundle, LoadOptions { threads })?;
     let opts = PipelineOptions::default();
@@ -163,6 +171,7 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
         det.input.height,
         &det_inputs,
         a.keep_float_ends,
+        a.clip,
     )?;
     eprintln!(
         "detector: {} QLinearConv, {} MatMulInteger, {} kept float",
@@ -185,6 +194,7 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
             e.input.height,
             &inputs,
             a.keep_float_ends,
+            a.clip,
         )?;
         eprintln!(
             "{}: {} QLinearConv, {} MatMulInteger, {} kept float",
