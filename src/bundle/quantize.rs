@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(clipped_range(&v, 0.0, &mut s), (-1000.0, 1000.0));
         let (lo, hi) = clipped_range(&v, 1e-3, &mut s);
         assert!(
-            lo >= 0.0 && lo < 0.002 && hi <= 1.0 && hi > 0.99,
+            (0.0..0.002).contains(&lo) && hi <= 1.0 && hi > 0.99,
             "{lo} {hi}"
         );
     }
