@@ -5,6 +5,9 @@
 
 mod util;
 
+#[path = "../fuzz/replay.rs"]
+mod replay;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -449,4 +452,34 @@ fn a_collage_of_six_portraits_reports_six_faces_and_analyses_one() {
         "collage: analysed tile {tile} ({}), top {}",
         names[tile as usize], v[0]["suggested_syndromes_list"][0]["syndrome_name"]
     );
+}
+
+/// Every committed fuzz seed and every saved crash (fuzz/regressions/TARGET/, one file per
+/// crash the fuzzers found) replays through the fuzz targets' own checks without a panic.
+#[test]
+fn fuzz_seeds_and_saved_crashes_replay_without_panics() {
+    let targets: [(&str, fn(&[u8])); 4] = [
+        ("gallery_from_bytes", replay::gallery_from_bytes),
+        ("manifest_parse", replay::manifest_parse),
+        ("reference_csv", replay::reference_csv),
+        ("image_to_top5", replay::image_to_top5),
+    ];
+    let mut seeds = 0;
+    for (name, check) in targets {
+        for kind in ["seeds", "regressions"] {
+            let dir = root().join("fuzz").join(kind).join(name);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                assert_eq!(kind, "regressions", "{} is missing", dir.display());
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let r = std::panic::catch_unwind(|| check(&data));
+                assert!(r.is_ok(), "{name} panics on {}", path.display());
+                seeds += (kind == "seeds") as usize;
+            }
+        }
+    }
+    assert!(seeds >= 8, "only {seeds} seeds");
 }

@@ -1,0 +1,220 @@
+//! The checks the fuzz targets run, shared with the regression test that replays the
+//! committed seeds and every saved crash (tests/corpus.rs includes this file). Each function
+//! takes arbitrary bytes and may only return: a panic is a bug.
+//!
+//! `image_to_top5` input layout: two bytes (little-endian u16) give the length of the photo
+//! bytes that follow; the rest fills the YuNet output tensors (a 160x160 detector input,
+//! strides 8, 16, 32), so detections land anywhere, including off the photo. The embedder is
+//! replaced by a fixed, deterministic function of the aligned crop (16 band means per TTA
+//! view), ranked against a small synthetic gallery: running the real demo models is ~1 s per
+//! input, too slow to fuzz, and every other stage is exactly the product's code.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use gestalt_edge::bundle::{bundle_id, input, ChannelOrder, InputSpec, Manifest};
+use gestalt_edge::capture::{self, Limits};
+use gestalt_edge::detect::{self, yunet, FaceChoice};
+use gestalt_edge::embed::{self, Embeddings, Key};
+use gestalt_edge::eval::reference::EncodingTable;
+use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::rank::{self, RankOptions};
+
+/// The gallery file decoder: any bytes give a gallery or an error, and a decoded gallery
+/// survives a write/read round trip unchanged. The bytes are tried as given and with their
+/// last four bytes replaced by the right CRC-32, so mutations reach the body decoder and the
+/// table checks instead of stopping at the checksum.
+pub fn gallery_from_bytes(data: &[u8]) {
+    gallery_round_trip(data);
+    if data.len() > 4 {
+        let mut fixed = data.to_vec();
+        let n = fixed.len() - 4;
+        let crc = crc32fast::hash(&fixed[..n]);
+        fixed[n..].copy_from_slice(&crc.to_le_bytes());
+        gallery_round_trip(&fixed);
+    }
+}
+
+fn gallery_round_trip(data: &[u8]) {
+    if let Ok(g) = Gallery::from_bytes(data, Path::new("fuzz.gallery")) {
+        let bytes = g.to_bytes();
+        let again = Gallery::from_bytes(&bytes, Path::new("again.gallery"))
+            .expect("a gallery this build wrote must read back");
+        assert_eq!(again.to_bytes(), bytes);
+        let _ = g.summary();
+    }
+}
+
+/// The bundle manifest parser (TOML + validation) and the bundle id.
+pub fn manifest_parse(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(m) = Manifest::parse(text) {
+            assert_eq!(bundle_id(&m).len(), 16);
+        }
+    }
+}
+
+/// The reference encodings CSV reader (`img_name;model;flip;gray;class_conf;representations`)
+/// that `gallery import` and `eval` use.
+pub fn reference_csv(data: &[u8]) {
+    if let Ok(table) = EncodingTable::from_reader(data, Path::new("fuzz.csv")) {
+        let _ = table.find("1");
+        let _ = table.find("");
+    }
+}
+
+const SIZE: u32 = 160;
+const WIDTH: usize = 16;
+
+fn keys() -> Vec<Key> {
+    embed::TTA_VIEWS
+        .iter()
+        .map(|&(flip, gray)| Key {
+            model: "fake".into(),
+            flip,
+            gray,
+        })
+        .collect()
+}
+
+/// 16 band means of an RGB 0..255 NCHW tensor, centred so vectors point in varied directions.
+fn fake_embed(face: &image::RgbImage) -> Embeddings {
+    let spec = InputSpec {
+        width: 112,
+        height: 112,
+        channel_order: ChannelOrder::Rgb,
+        mean: [127.5; 3],
+        scale: [1.0 / 127.5; 3],
+    };
+    let entries = keys()
+        .into_iter()
+        .map(|k| {
+            let t = input::to_nchw(&embed::view(face, k.flip, k.gray), &spec);
+            let band = t.len() / WIDTH;
+            let v = (0..WIDTH)
+                .map(|i| {
+                    t[i * band..(i + 1) * band].iter().sum::<f32>() / band as f32 + 0.01 * i as f32
+                })
+                .collect();
+            (k, v)
+        })
+        .collect();
+    Embeddings { entries }
+}
+
+fn gallery() -> &'static Gallery {
+    static G: OnceLock<Gallery> = OnceLock::new();
+    G.get_or_init(|| {
+        let specs = keys()
+            .into_iter()
+            .map(|key| KeySpec {
+                key,
+                width: WIDTH as u32,
+            })
+            .collect();
+        let mut g = Gallery::new("fuzz", "1", specs, Storage::I8).expect("gallery");
+        for i in 0..8u32 {
+            let entries = keys()
+                .into_iter()
+                .map(|k| {
+                    let v = (0..WIDTH as u32)
+                        .map(|j| ((i * 7 + j * 3 + k.flip as u32) % 11) as f32 - 5.0)
+                        .collect();
+                    (k, v)
+                })
+                .collect();
+            let case = Case {
+                image_id: format!("img{i}"),
+                syndrome: format!("syndrome {}", i % 6),
+                genes: vec![(format!("GENE{}", i % 3), Some(i % 3))],
+                ..Default::default()
+            };
+            g.add(&case, &Embeddings { entries }).expect("add");
+        }
+        g
+    })
+}
+
+/// Photo bytes to a top-5 list through every model-free stage (see the module docs).
+pub fn image_to_top5(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let n = u16::from_le_bytes([data[0], data[1]]) as usize;
+    let rest = &data[2..];
+    let (photo, tensors) = rest.split_at(n.min(rest.len()));
+    let limits = Limits {
+        max_pixels: 1 << 20,
+        max_file_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let Ok(frame) = capture::decode(photo, Path::new("fuzz.jpg"), &limits) else {
+        return;
+    };
+    let lb = input::letterbox(&frame.rgb, SIZE, SIZE);
+    let bgr = InputSpec {
+        width: SIZE,
+        height: SIZE,
+        channel_order: ChannelOrder::Bgr,
+        mean: [0.0; 3],
+        scale: [1.0; 3],
+    };
+    let pixels = input::to_nchw(&lb.image, &bgr);
+    // detector outputs: fuzz bytes where given, the photo's own pixels after them
+    let mut src = tensors
+        .iter()
+        .map(|&b| b as f32 / 255.0)
+        .chain(pixels.iter().map(|p| p / 255.0))
+        .cycle();
+    let mut outputs: Vec<Vec<f32>> = Vec::new();
+    for per in [1usize, 1, 4, 10] {
+        for stride in yunet::STRIDES {
+            let cells = ((SIZE / stride) * (SIZE / stride)) as usize;
+            let scale = if per == 1 { 1.0 } else { 8.0 };
+            outputs.push(
+                (0..cells * per)
+                    .map(|_| {
+                        (src.next().unwrap_or(0.0) - 0.5) * scale + if per == 1 { 0.5 } else { 0.0 }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let levels: Vec<yunet::Level> = yunet::STRIDES
+        .iter()
+        .enumerate()
+        .map(|(i, &stride)| yunet::Level {
+            stride,
+            cls: &outputs[i],
+            obj: &outputs[3 + i],
+            bbox: &outputs[6 + i],
+            kps: &outputs[9 + i],
+        })
+        .collect();
+    let Ok(found) = yunet::decode(&levels, SIZE, SIZE, &yunet::YunetParams::default()) else {
+        return;
+    };
+    let inv = (1.0 / lb.scale) as f32;
+    let faces: Vec<_> = found.iter().map(|d| d.scaled(inv, inv)).collect();
+    let Some(face) = detect::choose(&faces, FaceChoice::HighestScore) else {
+        return;
+    };
+    let lm = face.landmarks_px.map(|p| [p[0].trunc(), p[1].trunc()]);
+    let angle = gestalt_edge::align::eye_angle_deg(&lm);
+    let rotated = gestalt_edge::align::rotate_about(&frame.rgb, lm[2], angle);
+    let Ok(aligned) = gestalt_edge::align::align(&rotated, &lm) else {
+        return;
+    };
+    assert_eq!(aligned.rgb.dimensions(), (112, 112));
+    let query = fake_embed(&aligned.rgb);
+    let opts = RankOptions {
+        top: 5,
+        same_patient_threshold: None,
+    };
+    let ranking = rank::rank(&query, gallery(), &opts).expect("rank on matching keys");
+    assert!(ranking.syndromes.len() <= 5);
+    for w in ranking.syndromes.windows(2) {
+        assert!(w[0].distance <= w[1].distance || w[1].distance.is_nan());
+    }
+}
