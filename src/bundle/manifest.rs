@@ -49,6 +49,26 @@ pub enum DetectorKind {
     Yunet,
 }
 
+/// How a photo meets the detector's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputMode {
+    /// Scaled into the fixed input size (long side fits, aspect kept) and padded right and
+    /// bottom with 0: one optimised plan, the fastest.
+    #[default]
+    Padded,
+    /// The reference: scaled so the long side equals the larger of the input's width and
+    /// height, and run at exactly that size without padding. One plan per photo shape (cached);
+    /// needs a model without fixed spatial sizes (RetinaFace).
+    Exact,
+}
+
+impl InputMode {
+    fn is_padded(&self) -> bool {
+        *self == InputMode::Padded
+    }
+}
+
 /// The face detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +92,9 @@ pub struct DetectorSpec {
     /// RetinaFace only: true when `conf` holds logits that still need a softmax.
     #[serde(default)]
     pub conf_is_logits: bool,
+    /// `padded` (default) or `exact` (the reference's unpadded long-side-640 input).
+    #[serde(default, skip_serializing_if = "InputMode::is_padded")]
+    pub input_mode: InputMode,
 }
 
 /// One embedding network of the ensemble.

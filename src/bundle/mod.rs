@@ -13,11 +13,14 @@ pub mod quantize;
 pub mod synth;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-pub use manifest::{ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputSpec, Manifest};
+pub use manifest::{
+    ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
+};
 pub use net::Net;
 
 use crate::detect::{self, retinaface, yunet, Detection};
@@ -47,8 +50,52 @@ pub struct Bundle {
     /// Bundle id: 16 hex digits of the sha256 of the canonical manifest.
     pub id: String,
     detector: Net,
+    /// `exact` input mode: the model bytes and one plan per photo shape.
+    exact: Option<ExactDetector>,
     embedders: Vec<Net>,
     threads: usize,
+}
+
+/// Plans of the detector for the reference's unpadded input, one per input size.
+struct ExactDetector {
+    bytes: Vec<u8>,
+    outputs: Vec<String>,
+    plans: Mutex<Vec<((u32, u32), Arc<Net>)>>,
+}
+
+/// Most photo shapes whose detector plans are kept (photos from one camera share one).
+const EXACT_PLANS: usize = 8;
+
+impl std::fmt::Debug for ExactDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shapes: Vec<(u32, u32)> = match self.plans.lock() {
+            Ok(p) => p.iter().map(|(s, _)| *s).collect(),
+            Err(_) => Vec::new(),
+        };
+        f.debug_struct("ExactDetector")
+            .field("model_bytes", &self.bytes.len())
+            .field("shapes", &shapes)
+            .finish()
+    }
+}
+
+impl ExactDetector {
+    /// The plan for a `width` x `height` input, optimised on first use.
+    fn plan(&self, path: &Path, width: u32, height: u32) -> Result<Arc<Net>> {
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::bundle(path, "detector plan cache poisoned"))?;
+        if let Some((_, net)) = plans.iter().find(|(s, _)| *s == (width, height)) {
+            return Ok(net.clone());
+        }
+        let net = Arc::new(Net::load(path, &self.bytes, width, height, &self.outputs)?);
+        if plans.len() >= EXACT_PLANS {
+            plans.remove(0);
+        }
+        plans.push(((width, height), net.clone()));
+        Ok(net)
+    }
 }
 
 /// Lower-case hex sha256 of `bytes`.
@@ -142,6 +189,18 @@ impl Bundle {
         };
         let detector = Net::load(&dpath, &bytes, d.input.width, d.input.height, &outputs)?;
         check_detector_outputs(&detector, d)?;
+        let exact = match d.input_mode {
+            InputMode::Padded => None,
+            InputMode::Exact if d.kind == DetectorKind::Yunet => {
+                return Err(Error::bundle(
+                    &dpath,
+                    "input_mode = \"exact\" needs a detector without fixed spatial sizes; YuNet's graph is fixed: use \"padded\"",
+                ))
+            }
+            InputMode::Exact => {
+                Some(ExactDetector { bytes, outputs: outputs.clone(), plans: Mutex::new(Vec::new()) })
+            }
+        };
         let mut embedders = Vec::new();
         for e in &manifest.embedders {
             let (epath, bytes) = read_verified(path, &e.file, &e.sha256)?;
@@ -168,6 +227,7 @@ impl Bundle {
             path: path.to_path_buf(),
             id,
             detector,
+            exact,
             embedders,
             threads: options.threads.max(1),
         })
@@ -215,9 +275,27 @@ impl Bundle {
     /// NMS, best first, in `image` pixel coordinates (not rounded).
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         let spec = &self.manifest.detector;
-        let lb = input::letterbox(image, spec.input.width, spec.input.height);
-        let outputs = self.detector.run(input::to_nchw(&lb.image, &spec.input))?;
-        let (w, h) = (spec.input.width, spec.input.height);
+        let (lb, outputs, w, h) = match &self.exact {
+            None => {
+                let lb = input::letterbox(image, spec.input.width, spec.input.height);
+                let outputs = self.detector.run(input::to_nchw(&lb.image, &spec.input))?;
+                (lb, outputs, spec.input.width, spec.input.height)
+            }
+            Some(exact) => {
+                // the reference: long side to the input's larger side, no padding
+                let long = spec.input.width.max(spec.input.height);
+                let lb = input::letterbox(image, long, long);
+                let (w, h) = lb.image.dimensions();
+                let net = exact.plan(self.detector.path(), w, h)?;
+                let shaped = InputSpec {
+                    width: w,
+                    height: h,
+                    ..spec.input.clone()
+                };
+                let outputs = net.run(input::to_nchw(&lb.image, &shaped))?;
+                (lb, outputs, w, h)
+            }
+        };
         let decoded = match spec.kind {
             DetectorKind::Yunet => {
                 let params = yunet::YunetParams {
