@@ -60,8 +60,11 @@ pub struct Bundle {
 struct ExactDetector {
     bytes: Vec<u8>,
     outputs: Vec<String>,
-    plans: Mutex<Vec<((u32, u32), Arc<Net>)>>,
+    plans: Mutex<Vec<ShapedPlan>>,
 }
+
+/// An input size `(width, height)` and the plan optimised for it.
+type ShapedPlan = ((u32, u32), Arc<Net>);
 
 /// Most photo shapes whose detector plans are kept (photos from one camera share one).
 const EXACT_PLANS: usize = 8;
