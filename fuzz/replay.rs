@@ -147,7 +147,6 @@ pub fn image_to_top5(data: &[u8]) {
     let limits = Limits {
         max_pixels: 1 << 20,
         max_file_bytes: 1 << 20,
-        ..Limits::default()
     };
     let Ok(frame) = capture::decode(photo, Path::new("fuzz.jpg"), &limits) else {
         return;

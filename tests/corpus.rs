@@ -458,7 +458,8 @@ fn a_collage_of_six_portraits_reports_six_faces_and_analyses_one() {
 /// crash the fuzzers found) replays through the fuzz targets' own checks without a panic.
 #[test]
 fn fuzz_seeds_and_saved_crashes_replay_without_panics() {
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
         ("gallery_from_bytes", replay::gallery_from_bytes),
         ("manifest_parse", replay::manifest_parse),
         ("reference_csv", replay::reference_csv),
