@@ -200,3 +200,47 @@ fn signing_a_missing_file_is_a_usage_error() {
         .unwrap();
     expect_failure(&o, 2, &["no/such/file", "cannot read"]);
 }
+
+/// `run` on the device takes the trusted key from the board profile: signed files run, a
+/// tampered gallery stops the device with exit code 7 before any photo is analysed.
+#[test]
+fn board_profile_key_guards_the_device_loop() {
+    let d = tempdir();
+    let bundle = bundle_copy(d.path());
+    let gallery = d.path().join("demo.gallery");
+    std::fs::copy(demo_gallery(), &gallery).unwrap();
+    let (secret, public) = gen_key(d.path(), "site-key");
+    sign(&secret, &bundle);
+    sign(&secret, &gallery);
+    let profile = std::fs::read_to_string(root().join("boards/x86-dev.toml")).unwrap();
+    let with_key = profile.replace(
+        "precision = \"f32\"",
+        &format!(
+            "precision = \"f32\"\npublic_key = {:?}",
+            public.display().to_string()
+        ),
+    );
+    assert_ne!(with_key, profile, "the profile names its precision");
+    let board = d.path().join("signed-board.toml");
+    std::fs::write(&board, with_key).unwrap();
+    let run_once = || {
+        cmd()
+            .args(["run", "--once", "--screen", "none", "--board"])
+            .arg(&board)
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--gallery")
+            .arg(&gallery)
+            .arg("--source")
+            .arg(demo_photo("person_a_2.jpg"))
+            .output()
+            .unwrap()
+    };
+    let out = ok(&run_once());
+    assert!(out.contains("Demo identity A"), "{out}");
+    let mut bytes = std::fs::read(&gallery).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&gallery, bytes).unwrap();
+    expect_failure(&run_once(), 7, &["demo.gallery"]);
+}

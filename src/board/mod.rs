@@ -67,6 +67,10 @@ pub enum Precision {
 pub struct BundlePrefs {
     /// The precision to deploy.
     pub precision: Precision,
+    /// Trusted ed25519 public key (file made by `gestalt-edge sign --generate-key`): when
+    /// set, the bundle manifest and the gallery must carry valid signatures (`.sig` files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// The camera.

@@ -18,7 +18,6 @@ use gestalt_edge::capture::{
     DirectorySource, FrameSource, SourceSpec, StillSource, SyntheticSource,
 };
 use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
-use gestalt_edge::gallery::Gallery;
 use gestalt_edge::rank::RankOptions;
 use gestalt_edge::{pipeline, Error, Result};
 
@@ -183,8 +182,14 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
     }
     // precedence: --threads > board > all cores (Analyser's default)
     a.analyse.threads = a.analyse.threads.or(board.board.threads);
+    // --public-key > the board's trusted key: signatures are then required on bundle and gallery
+    a.analyse.public_key = a
+        .analyse
+        .public_key
+        .take()
+        .or_else(|| board.bundle.public_key.clone());
     let analyser = Analyser::new(&a.analyse)?;
-    let gallery = Gallery::read(&a.gallery)?;
+    let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let mut source = open_source(&a, &board, &analyser.limits)?;
 
