@@ -13,13 +13,13 @@
 //! postcard has no schema evolution: a new layout adds a `Body` variant and bumps the header
 //! version; readers keep decoding the old variants.
 
-use super::{check_keys, image_bytes, normalise, quant, Data, Gallery};
+use super::{check_keys, image_bytes, normalise, quant, Data, Gallery, Lookup};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// First eight bytes of every gallery file.
-pub const MAGIC: [u8; 8] = *b"GESTALTG";
+pub(crate) const MAGIC: [u8; 8] = *b"GESTALTG";
 
 /// The format version this build writes (and the newest it reads).
 pub const FORMAT_VERSION: u16 = 1;
@@ -121,10 +121,12 @@ impl Gallery {
         }
         let Body::V1(data) = body;
         let index = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
+        let lookup = Lookup::of(&data);
         Ok(Gallery {
             data,
             source: PathBuf::from(path),
             index,
+            lookup,
         })
     }
 }

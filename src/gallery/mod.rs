@@ -14,7 +14,7 @@ pub mod quant;
 
 use crate::embed::{Embeddings, Key};
 use crate::{Error, Result};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A syndrome (disorder) in the gallery.
@@ -163,6 +163,35 @@ pub struct Gallery {
     /// Per key (gallery key order): `images x width` L2-normalised values, image-major.
     /// Built from the stored (dequantised) vectors; zero vectors stay zero.
     index: Vec<Vec<f32>>,
+    /// Name -> table position, so that [`Gallery::add`] does not scan the tables.
+    lookup: Lookup,
+}
+
+/// The gallery tables indexed by name; always in step with [`Data`] (built by
+/// [`Lookup::of`] when a gallery is read, extended by [`Gallery::add`]).
+#[derive(Debug, Clone, Default)]
+struct Lookup {
+    images: HashSet<String>,
+    syndromes: HashMap<String, usize>,
+    genes: HashMap<String, usize>,
+    subjects: HashMap<String, usize>,
+}
+
+impl Lookup {
+    /// The lookups of tables whose names are unique (checked by the reader beforehand).
+    fn of(d: &Data) -> Lookup {
+        Lookup {
+            images: d.images.iter().map(|im| im.image_id.clone()).collect(),
+            syndromes: positions(d.syndromes.iter().map(|s| &s.name)),
+            genes: positions(d.genes.iter().map(|g| &g.name)),
+            subjects: positions(d.subjects.iter()),
+        }
+    }
+}
+
+/// Each name with its position in the table.
+fn positions<'a>(names: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+    names.enumerate().map(|(i, n)| (n.clone(), i)).collect()
 }
 
 impl Gallery {
@@ -192,6 +221,7 @@ impl Gallery {
             },
             source: PathBuf::new(),
             index,
+            lookup: Lookup::default(),
         })
     }
 
@@ -206,7 +236,7 @@ impl Gallery {
         if id.is_empty() {
             return Err(Error::Usage("a gallery case has an empty image id".into()));
         }
-        if self.data.images.iter().any(|im| &im.image_id == id) {
+        if self.lookup.images.contains(id) {
             return Err(Error::Usage(format!(
                 "image '{id}' is already in the gallery"
             )));
@@ -216,11 +246,7 @@ impl Gallery {
                 "image '{id}' has an empty syndrome name"
             )));
         }
-        let syndrome = self
-            .data
-            .syndromes
-            .iter()
-            .position(|s| s.name == case.syndrome);
+        let syndrome = self.lookup.syndromes.get(&case.syndrome).copied();
         if let Some(known) = syndrome.and_then(|i| self.data.syndromes.get(i)) {
             if known.omim != case.omim {
                 return Err(Error::Usage(format!(
@@ -236,7 +262,8 @@ impl Gallery {
                 return Err(Error::Usage(format!("image '{id}' has an empty gene name")));
             }
             // The id this gene already has: in the gallery, else its first mention here.
-            let known = match self.data.genes.iter().find(|g| &g.name == name) {
+            let in_gallery = self.lookup.genes.get(name);
+            let known = match in_gallery.and_then(|&i| self.data.genes.get(i)) {
                 Some(g) => g.entrez,
                 None => case
                     .genes
@@ -294,27 +321,33 @@ impl Gallery {
                     name: case.syndrome.clone(),
                     omim: case.omim,
                 });
-                self.data.syndromes.len() - 1
+                let i = self.data.syndromes.len() - 1;
+                self.lookup.syndromes.insert(case.syndrome.clone(), i);
+                i
             }
         };
         let subject_name = case.subject.as_deref().unwrap_or(id);
-        let subject = match self.data.subjects.iter().position(|s| s == subject_name) {
-            Some(i) => i,
+        let subject = match self.lookup.subjects.get(subject_name) {
+            Some(&i) => i,
             None => {
                 self.data.subjects.push(subject_name.to_string());
-                self.data.subjects.len() - 1
+                let i = self.data.subjects.len() - 1;
+                self.lookup.subjects.insert(subject_name.to_string(), i);
+                i
             }
         };
         let mut genes = Vec::new();
         for (name, entrez) in &case.genes {
-            let g = match self.data.genes.iter().position(|g| &g.name == name) {
-                Some(i) => i,
+            let g = match self.lookup.genes.get(name) {
+                Some(&i) => i,
                 None => {
                     self.data.genes.push(Gene {
                         name: name.clone(),
                         entrez: *entrez,
                     });
-                    self.data.genes.len() - 1
+                    let i = self.data.genes.len() - 1;
+                    self.lookup.genes.insert(name.clone(), i);
+                    i
                 }
             };
             let g = g as u32;
@@ -322,6 +355,7 @@ impl Gallery {
                 genes.push(g);
             }
         }
+        self.lookup.images.insert(id.clone());
         self.data.images.push(ImageEntry {
             image_id: id.clone(),
             subject: subject as u32,

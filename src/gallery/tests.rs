@@ -393,3 +393,60 @@ fn atomic_write_replaces_and_leaves_no_temp_files() {
     let missing = gallery_err(Gallery::read(dir.path().join("none.gal")));
     assert!(missing.contains("cannot read"), "{missing}");
 }
+
+#[test]
+fn lookups_agree_with_tables_after_reading() {
+    let g = Gallery::from_bytes(&small_gallery().to_bytes(), "g.gallery").unwrap();
+    let mut g2 = g.clone();
+    let mut rng = Rng::new(11);
+    let emb = random_emb(&g, &mut rng);
+    let usage = |r: Result<()>| match r {
+        Err(Error::Usage(m)) => m,
+        other => panic!("expected a usage error, got {other:?}"),
+    };
+
+    // Names read from the file are known: duplicates and conflicting ids are refused.
+    let m = usage(g2.add(&case("img2", "Noonan syndrome", None), &emb));
+    assert_eq!(m, "image 'img2' is already in the gallery");
+    let m = usage(g2.add(&case("img3", "Kabuki syndrome", Some(1)), &emb));
+    assert!(
+        m.contains("has OMIM 147920 in the gallery but 1 here"),
+        "{m}"
+    );
+    let mut c = case("img3", "Kabuki syndrome", Some(147920));
+    c.genes = vec![("KMT2D".into(), Some(1))];
+    let m = usage(g2.add(&c, &emb));
+    assert!(
+        m.contains("gene 'KMT2D' is known with Entrez id 8085"),
+        "{m}"
+    );
+    assert_eq!(g2.images(), g.images());
+
+    // Read syndromes, genes and subjects are reused, new ones appended.
+    c.genes = vec![("KMT2D".into(), Some(8085)), ("NEW".into(), None)];
+    c.subject = Some("img1".into());
+    g2.add(&c, &emb).unwrap();
+    g2.add(&case("img4", "Noonan syndrome", None), &emb)
+        .unwrap();
+    g2.add(&case("img5", "Sotos syndrome", Some(117550)), &emb)
+        .unwrap();
+    assert_eq!(g2.syndromes().len(), 3);
+    assert_eq!(g2.genes().len(), 2);
+    assert_eq!(g2.subjects(), ["img1", "img2", "img4", "img5"]);
+    let at = |id: &str| g2.images().iter().find(|im| im.image_id == id).unwrap();
+    assert_eq!((at("img3").syndrome, at("img3").subject), (0, 0));
+    assert_eq!(at("img3").genes, [0, 1]);
+    assert_eq!((at("img4").syndrome, at("img4").subject), (1, 2));
+    assert_eq!((at("img5").syndrome, at("img5").subject), (2, 3));
+
+    // And the extended gallery reads back to the same tables, its lookups rebuilt.
+    let mut g3 = Gallery::from_bytes(&g2.to_bytes(), "g3.gallery").unwrap();
+    assert_eq!(g3.images(), g2.images());
+    assert_eq!(g3.syndromes(), g2.syndromes());
+    let m = usage(g3.add(&case("img5", "Sotos syndrome", Some(117550)), &emb));
+    assert_eq!(m, "image 'img5' is already in the gallery");
+    g3.add(&case("img6", "Sotos syndrome", Some(117550)), &emb)
+        .unwrap();
+    assert_eq!(g3.syndromes().len(), 3);
+    assert_eq!(g3.images()[5].syndrome, 2);
+}
