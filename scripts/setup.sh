@@ -4,5 +4,9 @@
 # The Rust toolchain comes with the machine; cargo fetches the crates at build time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# strace: the no-network test traces every socket call of the binary
+if ! command -v strace >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq strace
+fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r models/requirements.txt
 bash models/fetch_demo.sh
