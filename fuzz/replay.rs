@@ -180,17 +180,9 @@ pub fn image_to_top5(data: &[u8]) {
             );
         }
     }
-    let levels: Vec<yunet::Level> = yunet::STRIDES
-        .iter()
-        .enumerate()
-        .map(|(i, &stride)| yunet::Level {
-            stride,
-            cls: &outputs[i],
-            obj: &outputs[3 + i],
-            bbox: &outputs[6 + i],
-            kps: &outputs[9 + i],
-        })
-        .collect();
+    let Ok(levels) = yunet::levels_from_outputs(&outputs) else {
+        return;
+    };
     let Ok(found) = yunet::decode(&levels, SIZE, SIZE, &yunet::YunetParams::default()) else {
         return;
     };

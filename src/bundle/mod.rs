@@ -306,18 +306,8 @@ impl Bundle {
                     nms_iou: spec.nms_iou,
                     ..Default::default()
                 };
-                let levels: Vec<yunet::Level> = yunet::STRIDES
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &stride)| yunet::Level {
-                        stride,
-                        cls: &outputs[i],
-                        obj: &outputs[3 + i],
-                        bbox: &outputs[6 + i],
-                        kps: &outputs[9 + i],
-                    })
-                    .collect();
-                yunet::decode(&levels, w, h, &params)
+                yunet::levels_from_outputs(&outputs)
+                    .and_then(|levels| yunet::decode(&levels, w, h, &params))
             }
             DetectorKind::Retinaface => {
                 let cfg = retinaface::PriorConfig::default();

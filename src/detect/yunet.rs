@@ -45,6 +45,29 @@ pub struct Level<'a> {
     pub kps: &'a [f32],
 }
 
+/// The three levels of the model's twelve outputs, given in [`OUTPUT_NAMES`] order (all `cls`,
+/// then `obj`, `bbox`, `kps`, each for strides 8, 16, 32).
+pub fn levels_from_outputs(outputs: &[Vec<f32>]) -> Result<Vec<Level<'_>>, DecodeError> {
+    if outputs.len() != OUTPUT_NAMES.len() {
+        return Err(DecodeError::Config(format!(
+            "YuNet has {} outputs, got {}",
+            OUTPUT_NAMES.len(),
+            outputs.len()
+        )));
+    }
+    Ok(STRIDES
+        .iter()
+        .enumerate()
+        .map(|(i, &stride)| Level {
+            stride,
+            cls: &outputs[i],
+            obj: &outputs[3 + i],
+            bbox: &outputs[6 + i],
+            kps: &outputs[9 + i],
+        })
+        .collect())
+}
+
 /// Score filtering and NMS settings of the YuNet decoder (OpenCV's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct YunetParams {
@@ -373,5 +396,28 @@ mod tests {
         assert!(decode(&[l.level()], 32, 32, &YunetParams::default())
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn levels_come_from_twelve_outputs_in_file_order() {
+        let outputs: Vec<Vec<f32>> = (0..12).map(|i| vec![i as f32]).collect();
+        let levels = levels_from_outputs(&outputs).unwrap();
+        assert_eq!(
+            levels.iter().map(|l| l.stride).collect::<Vec<_>>(),
+            vec![8, 16, 32]
+        );
+        assert_eq!(
+            (
+                levels[1].cls[0],
+                levels[1].obj[0],
+                levels[1].bbox[0],
+                levels[1].kps[0]
+            ),
+            (1.0, 4.0, 7.0, 10.0)
+        );
+        assert!(matches!(
+            levels_from_outputs(&outputs[..11]),
+            Err(DecodeError::Config(_))
+        ));
     }
 }
