@@ -100,3 +100,24 @@ pub fn choose(faces: &[Detection], choice: FaceChoice) -> Option<Detection> {
     }
     best.copied()
 }
+
+/// Assertions shared by the decoders' unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::Detection;
+
+    /// Element-wise `|got - want| <= tol`, same lengths.
+    pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= tol, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// Box then landmarks as one list.
+    pub fn flat(d: &Detection) -> Vec<f32> {
+        let mut v = d.bbox_px.to_vec();
+        v.extend(d.landmarks_px.iter().flatten());
+        v
+    }
+}

@@ -203,18 +203,7 @@ pub fn decode(
 mod tests {
     use super::*;
 
-    fn assert_close(got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= tol, "{got:?} vs {want:?}");
-        }
-    }
-
-    fn flat(d: &Detection) -> Vec<f32> {
-        let mut v = d.bbox_px.to_vec();
-        v.extend(d.landmarks_px.iter().flatten());
-        v
-    }
+    use crate::detect::test_util::{assert_close, flat};
 
     /// Owned tensors of one level with `n` cells, all zero scores.
     struct Owned {
