@@ -74,20 +74,7 @@ struct Fake {
 }
 
 fn face() -> Detection {
-    let s = 100.0 / 112.0;
-    let lm = [
-        [38.29, 51.70],
-        [73.53, 51.50],
-        [56.03, 71.74],
-        [41.55, 92.37],
-        [70.73, 92.20],
-    ]
-    .map(|[x, y]| [50.0 + x * s, 40.0 + y * s]);
-    Detection {
-        bbox_px: [50.0, 40.0, 150.0, 152.0],
-        score: 0.9,
-        landmarks_px: lm,
-    }
+    crate::detect::test_util::template_face()
 }
 
 fn prediction() -> Prediction {

@@ -299,20 +299,7 @@ mod tests {
             };
             image::Rgb([level.saturating_add(v); 3])
         });
-        let s = 100.0 / 112.0;
-        let lm = [
-            [38.29, 51.70],
-            [73.53, 51.50],
-            [56.03, 71.74],
-            [41.55, 92.37],
-            [70.73, 92.20],
-        ]
-        .map(|[x, y]| [50.0 + x * s, 40.0 + y * s]);
-        let d = Detection {
-            bbox_px: [50.0, 40.0, 150.0, 152.0],
-            score: 0.9,
-            landmarks_px: lm,
-        };
+        let d = crate::detect::test_util::template_face();
         (img, d)
     }
 

@@ -114,6 +114,17 @@ pub(crate) mod test_util {
         }
     }
 
+    /// A frontal face: the ArcFace template scaled into a 100 px box at (50, 40), score 0.9.
+    pub fn template_face() -> Detection {
+        let s = 100.0 / 112.0;
+        Detection {
+            bbox_px: [50.0, 40.0, 150.0, 152.0],
+            score: 0.9,
+            landmarks_px: crate::align::ARCFACE_TEMPLATE_112
+                .map(|[x, y]| [50.0 + x * s, 40.0 + y * s]),
+        }
+    }
+
     /// Box then landmarks as one list.
     pub fn flat(d: &Detection) -> Vec<f32> {
         let mut v = d.bbox_px.to_vec();
