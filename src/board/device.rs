@@ -8,9 +8,9 @@
 //! a missing or unplugged camera is retried with exponential back-off and a message on the
 //! screen, a bad frame is skipped, a screen that fails is reported once and the loop goes on.
 
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+pub use super::trigger::CommandSource;
 use crate::capture::quality::{self, QualityReport, QualityThresholds, Steadiness};
 use crate::capture::{Frame, FrameSource, SourceError};
 use crate::detect::{self, Detection, FaceChoice};
@@ -193,8 +193,9 @@ pub struct LoopReport {
 
 /// The side effects the loop needs: commands in, sleeping, events out.
 pub struct LoopIo<'a> {
-    /// Operator commands (keyboard, button); `None` when there are none.
-    pub commands: Option<&'a Receiver<Command>>,
+    /// Operator commands (keyboard, button, window keys; see [`super::trigger`]); `None`
+    /// when there are none.
+    pub commands: Option<&'a mut dyn CommandSource>,
     /// Waits (the real `thread::sleep`, or a recorder in tests).
     pub sleep: &'a mut dyn FnMut(Duration),
     /// Receives every event.
@@ -202,8 +203,8 @@ pub struct LoopIo<'a> {
 }
 
 impl LoopIo<'_> {
-    fn poll(&self) -> Option<Command> {
-        self.commands.and_then(|c| c.try_recv().ok())
+    fn poll(&mut self) -> Option<Command> {
+        self.commands.as_mut().and_then(|c| c.poll())
     }
 
     /// Waits `total`, in slices of at most 100 ms, returning early on a command.

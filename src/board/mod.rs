@@ -1,6 +1,6 @@
 //! Board profiles: what a device has and how the device loop should treat it.
 //!
-//! Consumes a board name (`rpi4`, `rpi5`, `jetson-orin-nano`, `x86-dev`: the files in
+//! Consumes a board name (`rpi4`, `rpi5`, `rpi4-spi`, `jetson-orin-nano`, `x86-dev`: the files in
 //! `boards/`, compiled into the binary so an installed device needs no extra files) or the
 //! path of a profile TOML; produces a [`Board`]: target triple, threads, bundle precision,
 //! camera device and resolution, screen kind and size, quality thresholds, loop timing.
@@ -8,22 +8,26 @@
 //! > compiled defaults. [`device`] is the loop itself; [`audit`] its optional log.
 
 pub mod audit;
+#[cfg(feature = "gpio")]
+pub mod button;
 pub mod device;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::capture::quality::QualityThresholds;
-use crate::display::{FbFormat, ScreenSpec};
+use crate::display::{FbFormat, PanelConfig, ScreenSpec};
 use crate::{Error, Result};
 
 /// The profiles shipped in `boards/`, by name.
 pub const KNOWN: &[(&str, &str)] = &[
     ("rpi4", include_str!("../../boards/rpi4.toml")),
     ("rpi5", include_str!("../../boards/rpi5.toml")),
+    ("rpi4-spi", include_str!("../../boards/rpi4-spi.toml")),
     (
         "jetson-orin-nano",
         include_str!("../../boards/jetson-orin-nano.toml"),
@@ -71,6 +75,10 @@ pub struct BundlePrefs {
     /// set, the bundle manifest and the gallery must carry valid signatures (`.sig` files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<PathBuf>,
+    /// Model cache folder (decluttered models as NNEF; `gestalt-edge model compile` fills it
+    /// ahead of time). Absent: the CLI's default (`$XDG_CACHE_HOME/gestalt-edge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The camera.
@@ -118,6 +126,9 @@ pub struct ScreenSettings {
     /// Framebuffer pixel layout when the kernel does not report it.
     #[serde(default = "default_format")]
     pub format: FbFormat,
+    /// Wiring and mounting of an SPI panel (`[screen.spi]`, used by kind `spi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spi: Option<PanelConfig>,
 }
 
 fn default_format() -> FbFormat {
@@ -171,6 +182,10 @@ pub struct Board {
     pub quality: QualityThresholds,
     /// Loop timing.
     pub run: RunSettings,
+    /// A capture button on a GPIO line (`[button]`, feature `gpio`); absent: keys and the
+    /// automatic trigger only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<trigger::ButtonSettings>,
 }
 
 impl Board {
@@ -187,6 +202,10 @@ impl Board {
         }
         if b.camera.width == 0 || b.camera.height == 0 || b.camera.fps == 0 {
             return bad("the camera resolution and fps must be positive");
+        }
+        if let Some(p) = &b.screen.spi {
+            p.native_size((b.screen.width, b.screen.height))
+                .map_err(|e| Error::Usage(format!("board profile {origin}: {e}")))?;
         }
         if !(b.run.preview_fps.is_finite() && b.run.preview_fps > 0.0) {
             return bad("preview_fps must be a positive number");

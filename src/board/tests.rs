@@ -181,7 +181,7 @@ fn drive(
     fake: &mut Fake,
     screen: &mut Recorder,
     s: &LoopSettings,
-    commands: Option<&mpsc::Receiver<Command>>,
+    commands: Option<&mut (dyn device::CommandSource + 'static)>,
 ) -> (device::LoopReport, Vec<String>, Vec<Duration>) {
     let mut events = Vec::new();
     let mut sleeps = Vec::new();
@@ -207,7 +207,7 @@ fn drive(
             })
         };
         let mut io = LoopIo {
-            commands,
+            commands: commands.map(|c| c as &mut dyn device::CommandSource),
             sleep: &mut sleep,
             events: &mut log,
         };
@@ -327,7 +327,7 @@ fn bad_frames_are_skipped_and_a_broken_screen_is_reported_once() {
 
 #[test]
 fn a_key_captures_even_without_a_face() {
-    let (tx, rx) = mpsc::channel();
+    let (tx, mut rx) = mpsc::channel();
     tx.send(Command::Capture).unwrap();
     let mut src = SyntheticSource::new(64, 48, &[]);
     let (mut f, mut screen) = (fake(false), Recorder::default());
@@ -336,7 +336,7 @@ fn a_key_captures_even_without_a_face() {
         &mut f,
         &mut screen,
         &settings(true, Some(50)),
-        Some(&rx),
+        Some(&mut rx),
     );
     assert_eq!(r.end, End::Once);
     assert_eq!(events, vec!["captured Key", "failed 3"]);
@@ -375,7 +375,7 @@ fn the_same_face_is_not_captured_twice_until_it_leaves() {
 
 #[test]
 fn quit_stops_the_loop() {
-    let (tx, rx) = mpsc::channel();
+    let (tx, mut rx) = mpsc::channel();
     tx.send(Command::Quit).unwrap();
     let mut src = SyntheticSource::new(8, 8, &[]);
     let (r, _, _) = drive(
@@ -383,7 +383,7 @@ fn quit_stops_the_loop() {
         &mut fake(true),
         &mut Recorder::default(),
         &settings(false, None),
-        Some(&rx),
+        Some(&mut rx),
     );
     assert_eq!((r.end, r.frames), (End::Quit, 0));
 }

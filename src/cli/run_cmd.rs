@@ -5,7 +5,7 @@
 //! `gestalt_edge::board::device::run`. Prints each result (table or JSON line) on stdout and
 //! every incident (camera lost, frame skipped, screen failed) on stderr.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gestalt_edge::board::audit::{self, AuditRecord};
 use gestalt_edge::board::device::{self, Command, End, Event, LoopIo, LoopSettings, Trigger};
+use gestalt_edge::board::trigger::{Merged, ScreenCommands};
 use gestalt_edge::board::Board;
 use gestalt_edge::capture::{
     DirectorySource, FrameSource, SourceSpec, StillSource, SyntheticSource,
@@ -27,7 +28,7 @@ use super::Analyser;
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Board profile: rpi4, rpi5, jetson-orin-nano, x86-dev, or the path of a .toml profile.
+    /// Board profile: rpi4, rpi5, rpi4-spi, jetson-orin-nano, x86-dev, or the path of a .toml profile.
     #[arg(long, value_name = "BOARD")]
     pub board: String,
     #[command(flatten)]
@@ -123,8 +124,47 @@ fn camera(device: PathBuf, _board: &Board) -> Result<Box<dyn FrameSource>> {
     )))
 }
 
-/// Operator keys on standard input: Enter (or `c`) captures, `q` quits. Ends quietly at
-/// end of input (a service has none).
+/// The capture triggers besides the automatic one: Enter on a terminal, the window's keys,
+/// the board's GPIO button (feature `gpio`). One that cannot be opened is reported and left
+/// out; the loop then still captures a steady face on its own.
+fn triggers(board: &Board, screen: &mut dyn Screen) -> Merged<'static> {
+    let mut m = Merged::new();
+    if std::io::stdin().is_terminal() {
+        m.push(Box::new(keyboard()));
+    }
+    if let Some(keys) = screen.keys() {
+        m.push(Box::new(ScreenCommands(keys)));
+    }
+    if let Some(b) = &board.button {
+        button(b, &mut m);
+    }
+    m
+}
+
+#[cfg(feature = "gpio")]
+fn button(b: &gestalt_edge::board::trigger::ButtonSettings, m: &mut Merged) {
+    match gestalt_edge::board::button::GpioButton::open(b) {
+        Ok(btn) => {
+            eprintln!("capture button: {}", btn.describe());
+            m.push(Box::new(btn));
+        }
+        Err(e) => eprintln!(
+            "warning: the capture button cannot be used: {e}; capturing when a steady face passes the quality gate"
+        ),
+    }
+}
+
+#[cfg(not(feature = "gpio"))]
+fn button(b: &gestalt_edge::board::trigger::ButtonSettings, _m: &mut Merged) {
+    eprintln!(
+        "warning: the board has a capture button ({} line {}) but this build has no GPIO support (rebuild with `--features gpio`); capturing when a steady face passes the quality gate",
+        b.chip.display(),
+        b.line
+    );
+}
+
+/// Operator keys on a terminal: Enter (or `c`) captures, `q` quits. Ends quietly at end
+/// of input.
 fn keyboard() -> mpsc::Receiver<Command> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -188,12 +228,24 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         .public_key
         .take()
         .or_else(|| board.bundle.public_key.clone());
+    // --cache-dir > the board's cache folder > the user cache folder (--no-cache: none)
+    a.analyse.cache.cache_dir = a
+        .analyse
+        .cache
+        .cache_dir
+        .take()
+        .or_else(|| board.bundle.cache_dir.clone());
     let analyser = Analyser::new(&a.analyse)?;
     let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let mut source = open_source(&a, &board, &analyser.limits)?;
 
-    let mut screen: Box<dyn Screen> = match display::open(&screen_spec, size, board.screen.format) {
+    let mut screen: Box<dyn Screen> = match display::open_with(
+        &screen_spec,
+        size,
+        board.screen.format,
+        board.screen.spi.as_ref(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("warning: screen {screen_spec:?} cannot be opened: {e}; running without a screen (results on stdout)");
@@ -231,12 +283,12 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         backoff: device::Backoff::default(),
         max_retries: a.max_retries,
     };
-    let keys = keyboard();
+    let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
     let stdout = std::io::stdout();
     let mut log = |e: &Event| report_event(e, &a);
     let mut io = LoopIo {
-        commands: Some(&keys),
+        commands: Some(&mut triggers),
         sleep: &mut sleep,
         events: &mut log,
     };

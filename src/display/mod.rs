@@ -4,12 +4,18 @@
 //! top-5 syndromes of a capture, or a message such as "camera not found") and produces
 //! pixels on a [`Screen`]. All drawing is one code path generic over an embedded-graphics
 //! `DrawTarget` ([`layout`]); the screens only own a target and flush it: a PNG file
-//! ([`canvas`], headless and for tests), a Linux framebuffer ([`fb`]). An SDL window and SPI
-//! TFT panels are named in [`ScreenSpec`] but not built yet: opening them says so.
+//! ([`canvas`], headless and for tests), a Linux framebuffer ([`fb`]), a desktop window
+//! (`window`, feature `window`, SDL) and SPI TFT panels (`spi`, feature `spi`, settings in
+//! [`panel`]). A build without the feature says so when asked for that screen.
 
 pub mod canvas;
 pub mod fb;
 pub mod layout;
+pub mod panel;
+#[cfg(feature = "spi")]
+pub mod spi;
+#[cfg(feature = "window")]
+pub mod window;
 
 use std::path::PathBuf;
 
@@ -23,6 +29,7 @@ use crate::{Error, Result};
 pub use canvas::{PngCanvas, PngScreen};
 pub use fb::{FbFormat, FbScreen, Framebuffer};
 pub use layout::draw_scene;
+pub use panel::PanelConfig;
 
 /// The one-line note on every screen.
 pub const DISCLAIMER: &str = "Decision support, not a diagnosis.";
@@ -132,6 +139,26 @@ pub trait Screen {
     fn size(&self) -> (u32, u32);
     /// A short name for messages (`png out.png`, `framebuffer /dev/fb0`).
     fn describe(&self) -> String;
+    /// Operator input that arrives through this screen (keys in a desktop window), to be
+    /// polled by the device loop; `None` for screens without input.
+    fn keys(&mut self) -> Option<Box<dyn ScreenKeys>> {
+        None
+    }
+}
+
+/// An operator's request made on a screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenInput {
+    /// Capture now (space or Enter in a window).
+    Capture,
+    /// Stop (Esc, or the window closed).
+    Quit,
+}
+
+/// Input from a screen, polled without blocking.
+pub trait ScreenKeys {
+    /// The next pending request, if any.
+    fn poll(&mut self) -> Option<ScreenInput>;
 }
 
 /// A screen chosen on the command line or in a board profile.
@@ -172,14 +199,37 @@ impl ScreenSpec {
 /// Opens the screen `spec` at `size` pixels (a framebuffer uses its own size when the
 /// kernel reports it; `fb_format` is used only when it does not).
 pub fn open(spec: &ScreenSpec, size: (u32, u32), fb_format: FbFormat) -> Result<Box<dyn Screen>> {
+    open_with(spec, size, fb_format, None)
+}
+
+/// [`open`], with the SPI panel's settings (a board profile's `[screen.spi]`) for `spi`.
+pub fn open_with(
+    spec: &ScreenSpec,
+    size: (u32, u32),
+    fb_format: FbFormat,
+    panel: Option<&PanelConfig>,
+) -> Result<Box<dyn Screen>> {
+    #[cfg(not(feature = "spi"))]
+    let _ = panel;
     match spec {
         ScreenSpec::Png(path) => Ok(Box::new(PngScreen::new(path, size)?)),
         ScreenSpec::Framebuffer(path) => Ok(Box::new(FbScreen::open(path, size, fb_format)?)),
+        #[cfg(feature = "window")]
+        ScreenSpec::Window => Ok(Box::new(window::WindowScreen::open("gestalt-edge", size)?)),
+        #[cfg(not(feature = "window"))]
         ScreenSpec::Window => Err(Error::Usage(
-            "the `window` screen is not available in this build (not implemented yet); use png:FILE or fb:/dev/fbN".into(),
+            "the `window` screen is not available in this build: rebuild with `--features window` (needs libsdl2-dev), or use png:FILE or fb:/dev/fbN".into(),
         )),
+        #[cfg(feature = "spi")]
+        ScreenSpec::Spi => match panel {
+            Some(p) => Ok(Box::new(spi::SpiScreen::open(p, size)?)),
+            None => Err(Error::Usage(
+                "the `spi` screen needs the panel's wiring: add a [screen.spi] section to the board profile (see boards/rpi4-spi.toml)".into(),
+            )),
+        },
+        #[cfg(not(feature = "spi"))]
         ScreenSpec::Spi => Err(Error::Usage(
-            "the `spi` screen (ST7789/ILI9341 panels) is not available in this build (not implemented yet); use fb:/dev/fbN with the panel's kernel driver (fbtft) or png:FILE".into(),
+            "the `spi` screen (ST7789/ILI9341 panels) is not available in this build: rebuild with `--features spi`, or use fb:/dev/fbN with the panel's kernel driver (fbtft) or png:FILE".into(),
         )),
         ScreenSpec::None => Ok(Box::new(NoScreen)),
     }
@@ -223,11 +273,26 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_screens_say_so() {
-        for spec in [ScreenSpec::Window, ScreenSpec::Spi] {
-            let e = open(&spec, (320, 240), FbFormat::Xrgb8888).err().unwrap();
-            assert!(e.to_string().contains("not available in this build"), "{e}");
-        }
+    #[cfg(not(feature = "window"))]
+    fn unbuilt_window_says_so() {
+        let e = open(&ScreenSpec::Window, (320, 240), FbFormat::Xrgb8888)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--features window"), "{e}");
+    }
+
+    #[test]
+    fn spi_screen_needs_the_feature_and_the_wiring() {
+        let e = open(&ScreenSpec::Spi, (320, 240), FbFormat::Xrgb8888)
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), 2);
+        let want = if cfg!(feature = "spi") {
+            "[screen.spi]"
+        } else {
+            "--features spi"
+        };
+        assert!(e.to_string().contains(want), "{e}");
     }
 
     #[test]
