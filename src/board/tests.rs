@@ -387,3 +387,35 @@ fn quit_stops_the_loop() {
     );
     assert_eq!((r.end, r.frames), (End::Quit, 0));
 }
+
+/// A button that is pressed at the `at`-th poll.
+struct FakeButton {
+    polls: u32,
+    at: u32,
+}
+
+impl device::CommandSource for FakeButton {
+    fn poll(&mut self) -> Option<Command> {
+        self.polls += 1;
+        (self.polls == self.at).then_some(Command::Capture)
+    }
+}
+
+#[test]
+fn a_trigger_source_captures_when_pressed() {
+    // no face ever: only the button can capture, at its third poll (the third frame)
+    let mut src = SyntheticSource::new(64, 48, &[]);
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let mut button = FakeButton { polls: 0, at: 3 };
+    let (r, events, _) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(true, Some(50)),
+        Some(&mut button),
+    );
+    assert_eq!(r.end, End::Once);
+    assert_eq!(r.frames, 3, "two preview frames, then the capture");
+    assert_eq!(events, vec!["captured Key", "failed 3"]);
+    assert_eq!(f.predictions, 1);
+}
