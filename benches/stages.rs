@@ -116,7 +116,14 @@ fn demo() -> &'static Demo {
             "the demo bundle is not prepared: run scripts/setup.sh first (README)"
         );
         Demo {
-            bundle: Bundle::load(&manifest, LoadOptions { threads: 2 }).expect("demo bundle"),
+            bundle: Bundle::load(
+                &manifest,
+                LoadOptions {
+                    threads: 2,
+                    ..Default::default()
+                },
+            )
+            .expect("demo bundle"),
             frame: capture::load_image(&photo, &Limits::default()).expect("demo photo"),
         }
     })

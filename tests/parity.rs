@@ -42,7 +42,14 @@ fn golden(name: &str) -> Value {
 }
 
 fn bundle() -> Bundle {
-    Bundle::load(&demo_bundle(), LoadOptions { threads: 1 }).expect("demo bundle loads")
+    Bundle::load(
+        &demo_bundle(),
+        LoadOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .expect("demo bundle loads")
 }
 
 fn floats(v: &Value) -> Vec<f32> {

@@ -6,7 +6,9 @@
 //! before use, and the bundle id (a hash of the manifest's content, which includes every
 //! model's sha256) ties galleries and results to the exact models that made them.
 
+pub mod cache;
 pub mod input;
+mod load;
 pub mod manifest;
 mod net;
 pub mod quantize;
@@ -28,16 +30,14 @@ use crate::embed::{self, Embeddings, Key};
 use crate::{Error, Result};
 
 /// How to load a bundle.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Worker threads for embedding (the TTA x ensemble passes are independent). 0 = 1.
+    /// Worker threads for embedding (the TTA x ensemble passes are independent), and for
+    /// loading the detector and embedders side by side. 0 = 1.
     pub threads: usize,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions { threads: 1 }
-    }
+    /// Model cache folder (decluttered models as NNEF, see [`cache`]); `None`: no cache,
+    /// every model is parsed and decluttered from its ONNX file.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A verified, loaded model bundle.
@@ -54,6 +54,8 @@ pub struct Bundle {
     exact: Option<ExactDetector>,
     embedders: Vec<Net>,
     threads: usize,
+    /// What the model cache did for the detector, then each embedder.
+    cache_reports: Vec<cache::CacheReport>,
 }
 
 /// Plans of the detector for the reference's unpadded input, one per input size.
@@ -185,30 +187,55 @@ impl Bundle {
         };
         let id = bundle_id(&manifest);
         let d = &manifest.detector;
-        let (dpath, bytes) = read_verified(path, &d.file, &d.sha256)?;
         let outputs: Vec<String> = match d.kind {
             DetectorKind::Yunet => yunet::OUTPUT_NAMES.iter().map(|s| s.to_string()).collect(),
             DetectorKind::Retinaface => d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default(),
         };
-        let detector = Net::load(&dpath, &bytes, d.input.width, d.input.height, &outputs)?;
+        let mut jobs = vec![load::ModelJob {
+            file: &d.file,
+            sha256: &d.sha256,
+            width: d.input.width,
+            height: d.input.height,
+            outputs: outputs.clone(),
+            keep_bytes: d.input_mode == InputMode::Exact,
+        }];
+        for e in &manifest.embedders {
+            jobs.push(load::ModelJob {
+                file: &e.file,
+                sha256: &e.sha256,
+                width: e.input.width,
+                height: e.input.height,
+                outputs: e.output.iter().cloned().collect(),
+                keep_bytes: false,
+            });
+        }
+        let model_cache = options.cache_dir.as_deref().map(cache::ModelCache::new);
+        let mut loaded =
+            load::load_all(path, &jobs, model_cache.as_ref(), options.threads)?.into_iter();
+        let Some(first) = loaded.next() else {
+            return Err(Error::bundle(path, "the detector was not loaded"));
+        };
+        let mut cache_reports = vec![first.cache];
+        let detector = first.net;
         check_detector_outputs(&detector, d)?;
         let exact = match d.input_mode {
             InputMode::Padded => None,
             InputMode::Exact if d.kind == DetectorKind::Yunet => {
                 return Err(Error::bundle(
-                    &dpath,
+                    detector.path(),
                     "input_mode = \"exact\" needs a detector without fixed spatial sizes; YuNet's graph is fixed: use \"padded\"",
                 ))
             }
-            InputMode::Exact => {
-                Some(ExactDetector { bytes, outputs: outputs.clone(), plans: Mutex::new(Vec::new()) })
-            }
+            InputMode::Exact => Some(ExactDetector {
+                bytes: first.bytes.unwrap_or_default(),
+                outputs: outputs.clone(),
+                plans: Mutex::new(Vec::new()),
+            }),
         };
         let mut embedders = Vec::new();
-        for e in &manifest.embedders {
-            let (epath, bytes) = read_verified(path, &e.file, &e.sha256)?;
-            let outputs: Vec<String> = e.output.iter().cloned().collect();
-            let net = Net::load(&epath, &bytes, e.input.width, e.input.height, &outputs)?;
+        for (e, l) in manifest.embedders.iter().zip(loaded) {
+            let net = l.net;
+            cache_reports.push(l.cache);
             let got: usize = net
                 .outputs()
                 .first()
@@ -216,7 +243,7 @@ impl Bundle {
                 .unwrap_or(0);
             if got != e.width as usize {
                 return Err(Error::bundle(
-                    &epath,
+                    net.path(),
                     format!(
                         "embedder '{}' outputs {got} values, the manifest says width {}",
                         e.name, e.width
@@ -233,6 +260,7 @@ impl Bundle {
             exact,
             embedders,
             threads: options.threads.max(1),
+            cache_reports,
         })
     }
 
@@ -247,6 +275,12 @@ impl Bundle {
     /// The loaded detector and embedders (ensemble order), for benchmarks and cost reports.
     pub fn nets(&self) -> (&Net, &[Net]) {
         (&self.detector, &self.embedders)
+    }
+
+    /// What the model cache did while loading: the detector, then each embedder in
+    /// ensemble order ([`cache::CacheStatus::Disabled`] everywhere without a cache folder).
+    pub fn cache_reports(&self) -> &[cache::CacheReport] {
+        &self.cache_reports
     }
 
     /// Changes the number of embedding worker threads (0 = 1).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::cache::{self, CacheKey, CacheReport, CacheStatus, Lookup, ModelCache};
 use crate::{Error, Result};
 
 /// A loaded, optimised network with a fixed input shape `[1, 3, height, width]`.
@@ -59,34 +60,86 @@ impl Net {
         outputs: &[String],
         batch: usize,
     ) -> Result<Net> {
+        Ok(Net::load_cached(path, bytes, None, width, height, outputs, batch)?.0)
+    }
+
+    /// [`Net::load_batched`] through a model cache: with `cache = Some((cache, sha256))`
+    /// (`sha256`: the model's verified hex digest), a valid entry for this model, shape and
+    /// outputs replaces parsing and decluttering the ONNX bytes; a missing or corrupt entry is
+    /// (re)built after the ONNX load. Cache problems never fail the load: they are reported.
+    pub fn load_cached(
+        path: &Path,
+        bytes: &[u8],
+        cache: Option<(&ModelCache, &str)>,
+        width: u32,
+        height: u32,
+        outputs: &[String],
+        batch: usize,
+    ) -> Result<(Net, CacheReport)> {
         let shape = [batch.max(1), 3, height as usize, width as usize];
-        let mut model = tract_onnx::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| tract_err(path, "not a loadable ONNX model", e))?;
-        if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
-            return Err(Error::bundle(
+        let mut report = CacheReport {
+            model: path.to_path_buf(),
+            entry: None,
+            status: CacheStatus::Disabled,
+            bytes: 0,
+        };
+        let Some((cache, sha256)) = cache else {
+            let model = decluttered(path, bytes, shape, outputs)?;
+            return Ok((Net::from_decluttered(path, model, shape, outputs)?, report));
+        };
+        let key = CacheKey::new(sha256, shape, outputs);
+        report.entry = Some(cache.entry_path(&key));
+        let mut built = CacheStatus::Written;
+        match cache.read(&key) {
+            Lookup::Hit(tar) => {
+                // an entry that passes its checksum but not tract's reader is rebuilt too
+                let loaded = cache::from_nnef(&tar)
+                    .map_err(|e| tract_err(path, "cached model", e))
+                    .and_then(|m| Net::from_decluttered(path, m, shape, outputs));
+                if let Ok(net) = loaded {
+                    report.status = CacheStatus::Hit;
+                    report.bytes = tar.len() as u64;
+                    return Ok((net, report));
+                }
+                built = CacheStatus::Rebuilt;
+            }
+            Lookup::Missing => {}
+            Lookup::Corrupt(_) => built = CacheStatus::Rebuilt,
+        }
+        let model = decluttered(path, bytes, shape, outputs)?;
+        report.status = match cache::to_nnef(&model) {
+            Ok(tar) => match cache.write(&key, &tar) {
+                Ok(_) => {
+                    report.bytes = tar.len() as u64;
+                    built
+                }
+                Err(e) => CacheStatus::NotWritten(format!(
+                    "cannot write {}: {e}",
+                    cache.entry_path(&key).display()
+                )),
+            },
+            Err(e) => CacheStatus::NotWritten(format!(
+                "tract cannot store this model as NNEF: {}",
+                format!("{e:#}").lines().next().unwrap_or("")
+            )),
+        };
+        Ok((Net::from_decluttered(path, model, shape, outputs)?, report))
+    }
+
+    /// Optimises a decluttered model pinned to `shape`, checks its outputs and plans it.
+    fn from_decluttered(
+        path: &Path,
+        model: TypedModel,
+        shape: [usize; 4],
+        outputs: &[String],
+    ) -> Result<Net> {
+        let model = model.into_optimized().map_err(|e| {
+            tract_err(
                 path,
-                "the model must have exactly one input (the image)",
-            ));
-        }
-        if !outputs.is_empty() {
-            model
-                .select_outputs_by_name(outputs)
-                .map_err(|e| tract_err(path, "missing output", e))?;
-        }
-        let model = model
-            .with_input_fact(0, f32::fact(shape).into())
-            .map_err(|e| tract_err(path, "input", e))?
-            .into_optimized()
-            .map_err(|e| {
-                tract_err(
-                    path,
-                    "cannot optimise the model for the manifest's input size",
-                    e,
-                )
-            })?;
+                "cannot optimise the model for the manifest's input size",
+                e,
+            )
+        })?;
         let mut out_facts = Vec::new();
         for (i, outlet) in model
             .output_outlets()
@@ -165,6 +218,44 @@ impl Net {
             })
             .collect()
     }
+}
+
+/// Parses ONNX `bytes`, pins the input to `shape` f32, selects `outputs` (all when empty)
+/// and declutters: the stage the model cache stores.
+fn decluttered(
+    path: &Path,
+    bytes: &[u8],
+    shape: [usize; 4],
+    outputs: &[String],
+) -> Result<TypedModel> {
+    let mut model = tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true)
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| tract_err(path, "not a loadable ONNX model", e))?;
+    if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
+        return Err(Error::bundle(
+            path,
+            "the model must have exactly one input (the image)",
+        ));
+    }
+    if !outputs.is_empty() {
+        model
+            .select_outputs_by_name(outputs)
+            .map_err(|e| tract_err(path, "missing output", e))?;
+    }
+    model
+        .with_input_fact(0, f32::fact(shape).into())
+        .map_err(|e| tract_err(path, "input", e))?
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(|e| {
+            tract_err(
+                path,
+                "cannot optimise the model for the manifest's input size",
+                e,
+            )
+        })
 }
 
 /// Sum of the fused multiply-adds every node reports (0 for nodes without a cost model).

@@ -85,6 +85,8 @@ pub struct AnalyseArgs {
     /// gallery must carry valid detached signatures (FILE.sig) made with it, or exit 7.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: super::compile_cmd::CacheArgs,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,11 @@ pub struct BenchArgs {
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Models loaded side by side during the cold start [default: --threads].
+    #[arg(long, value_name = "N")]
+    pub load_threads: Option<usize>,
+    #[command(flatten)]
+    pub cache: super::compile_cmd::CacheArgs,
     /// Photo to analyse [default: a synthetic 640x480 frame; with it, detectors that find
     /// no face are timed on their own and the centre of the frame is embedded].
     #[arg(long, value_name = "IMG")]
@@ -68,6 +73,13 @@ struct Report {
     repeat: usize,
     face_found: bool,
     cold_start_ms: f64,
+    /// The model cache during the cold start: "off" (no cache folder), "cold" (no model
+    /// came from the cache), "warm" (every model did) or "partial".
+    cold_start_cache: &'static str,
+    /// Models loaded side by side during the cold start.
+    load_threads: usize,
+    /// Per model (detector, then embedders): hit, written, rebuilt, disabled, not_written.
+    model_cache: Vec<gestalt_edge::bundle::cache::CacheStatus>,
     model_load_ms: f64,
     gallery_load_ms: f64,
     detect_ms: f64,
@@ -264,8 +276,21 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     drop(gbytes);
 
     let t0 = Instant::now();
-    let mut b = Bundle::load(&a.bundle, LoadOptions { threads })?;
+    let load_threads = match a.load_threads {
+        Some(0) => return Err(Error::Usage("--load-threads must be at least 1".into())),
+        Some(n) => n,
+        None => threads,
+    };
+    let options = LoadOptions {
+        threads: load_threads,
+        cache_dir: a.cache.resolve(),
+    };
+    let mut b = Bundle::load(&a.bundle, options)?;
     let model_load_ms = ms(t0);
+    if load_threads != threads {
+        b.set_threads(threads);
+    }
+    super::compile_cmd::warn(&b);
     let t = Instant::now();
     let gallery = Gallery::read(&gpath)?;
     let gallery_load_ms = ms(t);
@@ -314,6 +339,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         repeat: a.repeat,
         face_found: warm.face,
         cold_start_ms,
+        cold_start_cache: super::compile_cmd::cache_state(&b),
+        load_threads,
+        model_cache: b.cache_reports().iter().map(|r| r.status.clone()).collect(),
         model_load_ms,
         gallery_load_ms,
         detect_ms: median(runs.iter().map(|r| r.0.detect_ms).collect()),
@@ -349,6 +377,10 @@ fn print_report(r: &Report, json: bool) {
     if !r.face_found {
         println!("  no face found: detection timed alone, the frame centre embedded");
     }
+    println!(
+        "  model cache {}, {} model(s) loaded side by side",
+        r.cold_start_cache, r.load_threads
+    );
     let rows = [
         ("cold start", r.cold_start_ms),
         ("  models", r.model_load_ms),

@@ -4,6 +4,7 @@
 pub mod args;
 mod bench_cmd;
 mod bench_gallery;
+mod compile_cmd;
 mod eval_cmd;
 mod gallery_cmd;
 mod import_cmd;
@@ -78,8 +79,13 @@ impl Analyser {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
-        let bundle =
-            Bundle::load_checked(&a.bundle, LoadOptions { threads }, public_key(a)?.as_ref())?;
+        let options = LoadOptions {
+            threads,
+            cache_dir: a.cache.resolve(),
+            ..Default::default()
+        };
+        let bundle = Bundle::load_checked(&a.bundle, options, public_key(a)?.as_ref())?;
+        compile_cmd::warn(&bundle);
         let pipeline = PipelineOptions {
             face_choice: match a.face {
                 FaceArg::Best => FaceChoice::HighestScore,

@@ -1,5 +1,5 @@
-//! `gestalt-edge model synth | quantize`: write architecture-exact graphs, and post-training
-//! int8 bundles with their agreement report.
+//! `gestalt-edge model synth | quantize | compile`: write architecture-exact graphs,
+//! post-training int8 bundles with their agreement report, and fill the model cache.
 
 use std::path::PathBuf;
 
@@ -14,6 +14,9 @@ pub enum ModelCommand {
     /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
     /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
     Quantize(super::quantize_cmd::QuantizeArgs),
+    /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
+    /// image, so the first start on the device skips ONNX parsing.
+    Compile(super::compile_cmd::CompileArgs),
 }
 
 /// Arguments of `model synth`.
@@ -34,6 +37,7 @@ pub fn run(c: ModelCommand) -> Result<i32> {
     match c {
         ModelCommand::Synth(a) => synth_cmd(a),
         ModelCommand::Quantize(a) => super::quantize_cmd::run(a),
+        ModelCommand::Compile(a) => super::compile_cmd::run(a),
     }
 }
 

@@ -106,7 +106,13 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
         return Err(Error::Usage("--clip must be in [0, 0.5)".into()));
     }
     let list = photos(&a.calib)?;
-    let float = Bundle::load(&a.bundle, LoadOptions { threads })?;
+    let float = Bundle::load(
+        &a.bundle,
+        LoadOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
     let opts = PipelineOptions::default();
     let det = &float.manifest.detector;
     let mut det_inputs = Vec::new();
@@ -217,7 +223,13 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
     let staged_manifest = staging.path().join(out_name);
     bundle::synth::write_atomic(&staged_manifest, text.as_bytes())?;
     // the int8 bundle must load (every op supported, shapes as the manifest says)
-    let int8 = Bundle::load(&staged_manifest, LoadOptions { threads })?;
+    let int8 = Bundle::load(
+        &staged_manifest,
+        LoadOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
     let mut int8_emb = Vec::new();
     for (_, face) in &faces {
         int8_emb.push(int8.embed(face)?);

@@ -1,0 +1,344 @@
+//! On-disk cache of decluttered models, so a device starts in well under the time it takes
+//! to parse and declutter its ONNX files.
+//!
+//! Consumes a cache folder (a [`super::LoadOptions`] field; the library never picks one from
+//! the environment), a model's verified sha256, its pinned input shape and selected outputs;
+//! produces, per model, one entry file `<key>.gemc`: a fixed header (magic, format version,
+//! the key, the sha256 and length of the payload) followed by tract's NNEF tar of the
+//! DECLUTTERED typed model (tract cannot serialise an optimised one; optimising the
+//! decluttered model again is cheap and gives the same plan).
+//!
+//! The key is the sha256 of the model's sha256, the input shape, the output names, the tract
+//! version and [`FORMAT_VERSION`]: a model, shape, output or engine change never reuses an
+//! entry. Entries are written atomically (temporary file, fsync, rename, folder fsync) and
+//! checked in full when read: a truncated, corrupt or foreign entry is reported as
+//! [`Lookup::Corrupt`] and the caller rebuilds it from ONNX; it is never trusted.
+//! Like `net.rs`, this file knows tract (the NNEF writer and reader).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::WithOnnx;
+
+/// Version of the entry layout and of what goes into the key; bump it when either changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The tract version whose NNEF the entries hold (the pinned `tract-onnx` in Cargo.toml;
+/// a unit test keeps the two equal).
+pub const TRACT_VERSION: &str = "0.23.9";
+
+/// First bytes of every entry.
+const MAGIC: &[u8; 8] = b"GEMCACHE";
+
+/// Header: magic, format version (u32 LE), key (64 hex), payload sha256 (32 bytes),
+/// payload length (u64 LE).
+const HEADER_LEN: usize = 8 + 4 + 64 + 32 + 8;
+
+/// File-name extension of entries.
+pub const ENTRY_EXT: &str = "gemc";
+
+/// The identity of one cache entry: 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// The key of a model given its verified sha256 (hex), the pinned input shape
+    /// `[batch, 3, height, width]` and the selected output names (empty: all outputs).
+    pub fn new(model_sha256: &str, shape: [usize; 4], outputs: &[String]) -> CacheKey {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "gestalt-edge model cache\nformat {FORMAT_VERSION}\ntract {TRACT_VERSION}\n"
+        ));
+        h.update(format!("model {}\n", model_sha256.to_ascii_lowercase()));
+        h.update(format!(
+            "shape {}x{}x{}x{}\n",
+            shape[0], shape[1], shape[2], shape[3]
+        ));
+        h.update(format!("outputs {}\n", outputs.len()));
+        for o in outputs {
+            // length-prefixed: names may hold any character
+            h.update(format!("{}:{o}\n", o.len()));
+        }
+        CacheKey(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The key as 64 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What reading an entry found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A complete entry whose payload matches its recorded sha256: the NNEF tar bytes.
+    Hit(Vec<u8>),
+    /// No entry for this key.
+    Missing,
+    /// An entry exists but cannot be trusted (truncated, corrupt, other key or format);
+    /// the text says what is wrong.
+    Corrupt(String),
+}
+
+/// What happened to one model's entry while a bundle loaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// No cache folder was given: loaded from ONNX.
+    Disabled,
+    /// Loaded from a valid entry.
+    Hit,
+    /// No entry: loaded from ONNX and wrote one.
+    Written,
+    /// A corrupt entry was found and ignored: loaded from ONNX and wrote a fresh one.
+    Rebuilt,
+    /// Loaded from ONNX; no entry could be written (the text says why: read-only folder,
+    /// a model tract cannot store as NNEF, ...). The load itself succeeded.
+    NotWritten(String),
+}
+
+impl CacheStatus {
+    /// True when the model came from a cache entry.
+    pub fn is_hit(&self) -> bool {
+        *self == CacheStatus::Hit
+    }
+}
+
+/// One model's cache outcome, for reports (`bench`, `model compile`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheReport {
+    /// The model file.
+    pub model: PathBuf,
+    /// The entry file (whether or not it was used).
+    pub entry: Option<PathBuf>,
+    /// What happened.
+    pub status: CacheStatus,
+    /// Size of the entry in bytes (0 when none was read or written).
+    pub bytes: u64,
+}
+
+/// A cache folder. It need not exist: it is created on the first write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelCache {
+    dir: PathBuf,
+}
+
+impl ModelCache {
+    /// A cache in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> ModelCache {
+        ModelCache { dir: dir.into() }
+    }
+
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the entry for `key` lives.
+    pub fn entry_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.{ENTRY_EXT}", key.as_str()))
+    }
+
+    /// Reads and checks the entry for `key`.
+    pub fn read(&self, key: &CacheKey) -> Lookup {
+        let path = self.entry_path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Missing,
+            Err(e) => return Lookup::Corrupt(format!("cannot read {}: {e}", path.display())),
+        };
+        match check_entry(&bytes, key) {
+            Ok(()) => {
+                let mut bytes = bytes;
+                bytes.drain(..HEADER_LEN);
+                Lookup::Hit(bytes)
+            }
+            Err(what) => Lookup::Corrupt(format!("{}: {what}", path.display())),
+        }
+    }
+
+    /// Writes the entry for `key` atomically (temporary file in the cache folder, fsync,
+    /// rename, folder fsync); creates the folder when missing. Returns the entry's path.
+    pub fn write(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.entry_path(key);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".entry-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(&header(key, payload))?;
+        tmp.write_all(payload)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        // the rename itself must reach the disk before the entry counts as written
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    }
+}
+
+fn header(key: &CacheKey, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h.extend_from_slice(key.as_str().as_bytes());
+    h.extend_from_slice(&Sha256::digest(payload));
+    h.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    h
+}
+
+/// Checks an entry's header against `key` and its payload against the recorded sha256.
+fn check_entry(bytes: &[u8], key: &CacheKey) -> std::result::Result<(), String> {
+    if bytes.len() < HEADER_LEN {
+        return Err(format!(
+            "truncated ({} bytes, the header alone is {HEADER_LEN})",
+            bytes.len()
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err("not a model-cache entry (bad magic)".into());
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&bytes[8..12]);
+    let version = u32::from_le_bytes(v);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads {FORMAT_VERSION}"
+        ));
+    }
+    if &bytes[12..76] != key.as_str().as_bytes() {
+        return Err("the entry was made for another model, shape or output set".into());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[108..116]);
+    let len = u64::from_le_bytes(n);
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "payload is {} bytes, the header says {len} (truncated or appended to)",
+            payload.len()
+        ));
+    }
+    if Sha256::digest(payload).as_slice() != &bytes[76..108] {
+        return Err("payload sha256 does not match the header (corrupt)".into());
+    }
+    Ok(())
+}
+
+/// The NNEF framework with the ONNX extension ops registered (tract core ops are built in).
+fn framework() -> tract_nnef::framework::Nnef {
+    tract_nnef::nnef().with_onnx()
+}
+
+/// Serialises a decluttered typed model to an uncompressed NNEF tar.
+pub(crate) fn to_nnef(model: &TypedModel) -> TractResult<Vec<u8>> {
+    framework().write_to_tar(model, Vec::new())
+}
+
+/// Reads a typed model back from an NNEF tar made by [`to_nnef`].
+pub(crate) fn from_nnef(tar: &[u8]) -> TractResult<TypedModel> {
+    framework().model_for_read(&mut std::io::Cursor::new(tar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CacheKey {
+        CacheKey::new(&"ab".repeat(32), [1, 3, 112, 112], &["fc1".to_string()])
+    }
+
+    #[test]
+    fn tract_version_matches_the_pinned_dependency() {
+        let manifest = include_str!("../../Cargo.toml");
+        let pin = format!("tract-onnx = {{ version = \"={TRACT_VERSION}\"");
+        assert!(manifest.contains(&pin), "Cargo.toml lacks `{pin}`");
+    }
+
+    #[test]
+    fn key_changes_with_every_input() {
+        let base = key();
+        assert_eq!(base.as_str().len(), 64);
+        assert_eq!(base, key());
+        let other_model = CacheKey::new(&"cd".repeat(32), [1, 3, 112, 112], &["fc1".into()]);
+        let other_shape = CacheKey::new(&"ab".repeat(32), [1, 3, 112, 96], &["fc1".into()]);
+        let other_batch = CacheKey::new(&"ab".repeat(32), [4, 3, 112, 112], &["fc1".into()]);
+        let no_outputs = CacheKey::new(&"ab".repeat(32), [1, 3, 112, 112], &[]);
+        let split = CacheKey::new(
+            &"ab".repeat(32),
+            [1, 3, 112, 112],
+            &["f".into(), "c1".into()],
+        );
+        for k in [other_model, other_shape, other_batch, no_outputs, split] {
+            assert_ne!(k, base);
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_kind_of_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModelCache::new(dir.path().join("sub/dir"));
+        let k = key();
+        assert!(matches!(cache.read(&k), Lookup::Missing));
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let path = cache.write(&k, &payload).unwrap();
+        assert_eq!(path, cache.entry_path(&k));
+        match cache.read(&k) {
+            Lookup::Hit(p) => assert_eq!(p, payload),
+            other => panic!("expected a hit, got {other:?}"),
+        }
+        // no temporary files left behind
+        let names: Vec<_> = std::fs::read_dir(cache.dir()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+
+        let good = std::fs::read(&path).unwrap();
+        let damage: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("truncated header", good[..50].to_vec()),
+            ("truncated payload", good[..good.len() - 1].to_vec()),
+            ("appended", [good.clone(), vec![0]].concat()),
+            ("flipped payload bit", {
+                let mut b = good.clone();
+                b[HEADER_LEN + 100] ^= 1;
+                b
+            }),
+            ("bad magic", {
+                let mut b = good.clone();
+                b[0] = b'X';
+                b
+            }),
+            ("other version", {
+                let mut b = good.clone();
+                b[8] = 99;
+                b
+            }),
+        ];
+        for (what, bytes) in damage {
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(
+                matches!(cache.read(&k), Lookup::Corrupt(_)),
+                "{what} was not detected"
+            );
+        }
+        // an entry copied under another key's name is refused
+        let k2 = CacheKey::new(&"ab".repeat(32), [1, 3, 64, 64], &[]);
+        std::fs::write(cache.entry_path(&k2), &good).unwrap();
+        match cache.read(&k2) {
+            Lookup::Corrupt(w) => assert!(w.contains("another model"), "{w}"),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unwritable_folder_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let cache = ModelCache::new(&file);
+        assert!(cache.write(&key(), b"payload").is_err());
+        assert!(matches!(cache.read(&key()), Lookup::Corrupt(_)));
+    }
+}
