@@ -4,6 +4,7 @@
 # no registry ships RetinaFace or ArcFace iResNet weights).
 #
 #   models/perf/make.sh            # -> models/perf/bundle-f32.toml + 4 ONNX files (~700 MB)
+#                                  #    and models/perf/bundle-int8.toml + 4 int8 files (~180 MB)
 #
 # RetinaFace-mobilenet0.25 (detector) + [iresnet50, iresnet100, iresnet100] (m0, m1, m2).
 # Deterministic: the same seeds give the same bytes, so the sha256 in the manifest is stable.
@@ -67,3 +68,13 @@ TOML
 } >"$tmp"
 mv "$tmp" bundle-f32.toml
 echo "models/perf/bundle-f32.toml: detector $det"
+
+# The int8 ensemble: calibrated on the demo photos (faces found by the perf detector itself;
+# its weights are random, so they are arbitrary crops, which is all a speed measurement
+# needs). Options chosen by measurement with `gestalt-edge model profile` (README, speed):
+# symmetric i8 activations, fully connected and depthwise layers and both ends in float.
+if [[ ! -f bundle-int8.toml ]]; then
+  [[ -d ../demo/photos ]] || { echo "make.sh: models/demo/photos missing: run scripts/setup.sh" >&2; exit 2; }
+  "${bin[@]}" model quantize --bundle bundle-f32.toml --calib ../demo/photos --out bundle-int8.toml \
+    --keep-float-ends --symmetric --float-fc --float-depthwise
+fi

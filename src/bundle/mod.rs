@@ -11,6 +11,7 @@ pub mod input;
 mod load;
 pub mod manifest;
 mod net;
+pub mod profile;
 pub mod quantize;
 pub mod synth;
 

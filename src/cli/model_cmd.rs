@@ -1,5 +1,5 @@
-//! `gestalt-edge model synth | quantize | compile`: write architecture-exact graphs,
-//! post-training int8 bundles with their agreement report, and fill the model cache.
+//! `gestalt-edge model synth | quantize`: write architecture-exact graphs, and post-training
+//! int8 bundles with their agreement report.
 
 use std::path::PathBuf;
 
@@ -14,9 +14,32 @@ pub enum ModelCommand {
     /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
     /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
     Quantize(super::quantize_cmd::QuantizeArgs),
+    /// Show what tract makes of one model: optimised operators, matrix kernels, time per
+    /// operator kind.
+    Profile(ProfileArgs),
     /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
     /// image, so the first start on the device skips ONNX parsing.
     Compile(super::compile_cmd::CompileArgs),
+}
+
+/// Arguments of `model profile`.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// ONNX model file.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: PathBuf,
+    /// Input width in pixels.
+    #[arg(long, default_value_t = 112)]
+    pub width: u32,
+    /// Input height in pixels.
+    #[arg(long, default_value_t = 112)]
+    pub height: u32,
+    /// Timed forward passes (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `model synth`.
@@ -38,6 +61,7 @@ pub fn run(c: ModelCommand) -> Result<i32> {
         ModelCommand::Synth(a) => synth_cmd(a),
         ModelCommand::Quantize(a) => super::quantize_cmd::run(a),
         ModelCommand::Compile(a) => super::compile_cmd::run(a),
+        ModelCommand::Profile(a) => profile_cmd(a),
     }
 }
 
@@ -61,5 +85,47 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
         s.onnx.len() as f64 / 1e6,
         gestalt_edge::bundle::sha256_hex(&s.onnx)
     );
+    Ok(0)
+}
+
+fn profile_cmd(a: ProfileArgs) -> Result<i32> {
+    let bytes = std::fs::read(&a.model)
+        .map_err(|e| Error::bundle(&a.model, format!("cannot read: {e}")))?;
+    let p = gestalt_edge::bundle::profile::profile(&a.model, &bytes, a.width, a.height, a.passes)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&p).map_err(|e| Error::Usage(e.to_string()))?
+        );
+        return Ok(0);
+    }
+    println!(
+        "{}: parse {:.2} s, declutter {:.2} s, optimise {:.2} s; one pass {:.1} ms",
+        a.model.display(),
+        p.load_s[0],
+        p.load_s[1],
+        p.load_s[2],
+        p.pass_ms
+    );
+    println!(
+        "  {:<32} {:>6} {:>10}",
+        "optimised operator", "nodes", "ms/pass"
+    );
+    for o in &p.ops {
+        println!("  {:<32} {:>6} {:>10.2}", o.op, o.nodes, o.ms);
+    }
+    println!("  slowest nodes:");
+    for (name, op, ms) in &p.slowest {
+        println!("    {ms:>8.2} ms  {op:<24} {name}");
+    }
+    for (k, n) in &p.kernels {
+        println!("  kernel {k}: {n} products");
+    }
+    let dec: Vec<String> = p
+        .decluttered
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("  decluttered: {}", dec.join(", "));
     Ok(0)
 }

@@ -30,6 +30,18 @@ pub struct QuantizeArgs {
     /// Keep the first and the last quantizable layer of every model in float.
     #[arg(long)]
     pub keep_float_ends: bool,
+    /// Activations as symmetric i8 (zero point 0) instead of u8 with a zero point: tract then
+    /// needs no zero-point correction around the integer products.
+    #[arg(long)]
+    pub symmetric: bool,
+    /// Keep fully connected (Gemm) layers in float: tract re-sums and re-packs integer
+    /// Gemm weights on every run.
+    #[arg(long)]
+    pub float_fc: bool,
+    /// Keep depthwise convolutions in float (tract's float depthwise kernel beats its int8
+    /// im2col path).
+    #[arg(long)]
+    pub float_depthwise: bool,
     /// Fraction of each calibration tensor's values left outside its int8 range, per tail
     /// (0 = min/max).
     #[arg(long, value_name = "FRACTION", default_value_t = 3e-5)]
@@ -66,7 +78,7 @@ fn quantize_model(
     w: u32,
     h: u32,
     inputs: &[Vec<f32>],
-    keep_float_ends: bool,
+    options: &quantize::QuantOptions,
     clip: f64,
 ) -> Result<(Vec<u8>, quantize::QuantStats)> {
     let bytes = std::fs::read(path).map_err(|e| Error::bundle(path, e.to_string()))?;
@@ -74,7 +86,7 @@ fn quantize_model(
     let net = Net::load(path, &calib, w, h, &[])?;
     let ranges = quantize::observe(&net, &names, &input_name(&bytes, path)?, inputs, clip)?;
     drop(net);
-    quantize::quantize(&bytes, path, &ranges, keep_float_ends)
+    quantize::quantize_with(&bytes, path, &ranges, options)
 }
 
 fn input_name(bytes: &[u8], path: &Path) -> Result<String> {
@@ -170,13 +182,19 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
         manifest.bundle.description,
         faces.len()
     );
+    let options = quantize::QuantOptions {
+        keep_float_ends: a.keep_float_ends,
+        symmetric_activations: a.symmetric,
+        float_gemm: a.float_fc,
+        float_depthwise: a.float_depthwise,
+    };
     let mut written = Vec::new();
     let (q, st) = quantize_model(
         &dir.join(&det.file),
         det.input.width,
         det.input.height,
         &det_inputs,
-        a.keep_float_ends,
+        &options,
         a.clip,
     )?;
     eprintln!(
@@ -199,7 +217,7 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
             e.input.width,
             e.input.height,
             &inputs,
-            a.keep_float_ends,
+            &options,
             a.clip,
         )?;
         eprintln!(

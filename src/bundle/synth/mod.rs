@@ -100,7 +100,9 @@ pub fn synth(arch: Arch, seed: u64) -> Synth {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// Nothing is left behind on failure. Errors are [`Error::Io`].
+/// Nothing is left behind on failure. Errors are [`Error::Io`]. The file is readable by all
+/// (mode 0644 on Unix, as model files and manifests are read by an unprivileged service
+/// user), not private like a temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let dir = match path.parent() {
@@ -113,6 +115,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
+    }
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
@@ -124,6 +133,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn written_models_are_readable_by_all() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.onnx");
+        write_atomic(&p, b"abc").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+    }
 
     #[test]
     fn iresnet_counts_match_the_paper() {
