@@ -93,6 +93,10 @@ struct Report {
     peak_rss_mb: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     compare: Option<Compare>,
+    /// Gallery search on the synthetic gallery: flat scan against the index (new-patient
+    /// queries from the gallery's generative model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gallery_search: Option<super::bench_gallery::SearchBench>,
 }
 
 /// Embedding-stage variants measured in one run.
@@ -354,6 +358,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         gmac_per_s: gmac / (full_photo_ms / 1000.0).max(1e-9),
         peak_rss_mb: peak,
         compare: None,
+        gallery_search: None,
     };
     if a.compare {
         let face = image::RgbImage::from_fn(112, 112, |x, y| {
@@ -361,6 +366,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         });
         report.compare = Some(compare_embedding(&mut b, threads, &face)?);
     }
+    report.gallery_search = Some(super::bench_gallery::search_bench(
+        &gallery, &keys, 1, threads, 5,
+    )?);
     print_report(&report, a.json);
     Ok(0)
 }
@@ -408,6 +416,22 @@ fn print_report(r: &Report, json: bool) {
             c.thread_speedup,
             c.embed_batched_ms,
             c.batched_over_threads
+        );
+    }
+    if let Some(g) = &r.gallery_search {
+        println!(
+            "  gallery search ({} images, {} path): flat {:.1} ms, indexed {:.1} ms (x{:.1}), \
+             {} exact scores, index {} B/image built in {:.0} ms, certified {}, same top-5 {}",
+            g.images,
+            g.path,
+            g.rank_flat_ms,
+            g.rank_indexed_ms,
+            g.speedup,
+            g.exact_scored,
+            g.index_bytes_per_image,
+            g.index_build_ms,
+            g.certified,
+            g.same_top5_as_flat
         );
     }
 }

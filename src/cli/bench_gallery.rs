@@ -1,19 +1,44 @@
-//! Synthetic galleries for benchmarks: `n` images with seeded random vectors under the given
-//! keys, built through `Gallery::new` + `Gallery::add` and encoded by `Gallery::to_bytes`, so
-//! they go through the same checks and file layout as any other gallery.
+//! Synthetic galleries for benchmarks: `n` images with seeded structured vectors under the
+//! given keys (syndrome centroids + subject offsets + view noise, see
+//! `gestalt_edge::rank::synthetic`), built through `Gallery::new` + `Gallery::add` and encoded
+//! by `Gallery::to_bytes`, so they go through the same checks and file layout as any other
+//! gallery; and the gallery-search measurement (flat scan against the index) on them.
 //!
 //! Consumes a bundle id, keys and a size; produces file bytes that `Gallery::from_bytes`
-//! reads. Used by `gestalt-edge bench` and benches/stages.rs.
+//! reads, and a [`SearchBench`]. Used by `gestalt-edge bench` and benches/.
 
 use std::fmt::Write as _;
 
 use gestalt_edge::embed::Embeddings;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::rank::search::IndexParams;
+use gestalt_edge::rank::synthetic::{Model, Rng};
+use gestalt_edge::rank::{self, GalleryIndex, RankOptions, SearchPath};
+
+/// The generative model behind [`synthetic_gallery`] for these keys and size (keys of one
+/// model share centroids), so queries of new patients can be drawn from it.
+pub fn synthetic_model(keys: &[KeySpec], n: usize, seed: u64) -> Model {
+    let mut models: Vec<&str> = Vec::new();
+    let slots: Vec<(usize, usize)> = keys
+        .iter()
+        .map(|k| {
+            let g = match models.iter().position(|m| *m == k.key.model) {
+                Some(g) => g,
+                None => {
+                    models.push(&k.key.model);
+                    models.len() - 1
+                }
+            };
+            (g, k.width as usize)
+        })
+        .collect();
+    Model::new(&slots, n / 10 + 1, seed)
+}
 
 /// Gallery file bytes: `n` images (`img0`, `img1`, ...) of `n / 10 + 1` syndromes (image
 /// `i` has syndrome `i % (n / 10 + 1)`, OMIM `100000 +` that number), one subject each
-/// (`s<i>`), no genes, vectors drawn from `seed` (uniform in [-1, 1), image by image, key by
-/// key) and stored as `storage`. Same arguments, same bytes.
+/// (`s<i>`), no genes, vectors from [`synthetic_model`] (`seed`) and stored as `storage`.
+/// Same arguments, same bytes.
 ///
 /// Returns no bytes (which the reader refuses as too short) when `Gallery::new` refuses the
 /// keys (empty, repeated or of width 0).
@@ -27,7 +52,8 @@ pub fn synthetic_gallery(
     let Ok(mut gallery) = Gallery::new(bundle_id, "synthetic", keys.to_vec(), storage) else {
         return Vec::new();
     };
-    let mut rng = gestalt_edge::bundle::synth::Rng::new(seed);
+    let model = synthetic_model(keys, n, seed);
+    let mut rng = Rng::new(seed ^ 0x5eed);
     let n_syn = n / 10 + 1;
     let mut emb = Embeddings {
         entries: keys
@@ -37,11 +63,11 @@ pub fn synthetic_gallery(
     };
     let mut case = Case::default();
     for i in 0..n {
-        for ((_, v), k) in emb.entries.iter_mut().zip(keys) {
-            v.clear();
-            v.extend((0..k.width).map(|_| (rng.uniform() * 2.0 - 1.0) as f32));
-        }
         let syn = i % n_syn;
+        let vectors = model.image(syn, i as u64, &mut rng);
+        for ((_, v), new) in emb.entries.iter_mut().zip(vectors) {
+            *v = new;
+        }
         case.image_id.clear();
         let _ = write!(case.image_id, "img{i}");
         case.subject = Some(format!("s{i}"));
@@ -55,4 +81,99 @@ pub fn synthetic_gallery(
         }
     }
     gallery.to_bytes()
+}
+
+/// Gallery search on a synthetic gallery: the flat scan against the index, same queries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchBench {
+    /// Search path `bench` uses for this gallery size (`indexed` from
+    /// `rank::indexed::INDEX_MIN_IMAGES` images).
+    pub path: SearchPath,
+    /// Images searched.
+    pub images: usize,
+    /// Queries timed (new patients drawn from the gallery's generative model).
+    pub queries: usize,
+    /// Time to derive the index from the loaded gallery (ms).
+    pub index_build_ms: f64,
+    /// Index bytes per image in memory (code + bound terms).
+    pub index_bytes_per_image: usize,
+    /// Median ranking time, flat scan (1 thread, ms).
+    pub rank_flat_ms: f64,
+    /// Median ranking time on the path above (ms).
+    pub rank_indexed_ms: f64,
+    /// rank_flat_ms / rank_indexed_ms.
+    pub speedup: f64,
+    /// Median images scored exactly per query.
+    pub exact_scored: usize,
+    /// Every query's result proven equal to the flat scan's by the bounds.
+    pub certified: bool,
+    /// Every query's ranking equal to the flat scan's (checked, not assumed).
+    pub same_top5_as_flat: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Times `queries` rankings of new patients (seeded) against `gallery`, made by
+/// [`synthetic_gallery`] with the same `keys` and `seed`: flat scan against the index.
+pub fn search_bench(
+    gallery: &Gallery,
+    keys: &[KeySpec],
+    seed: u64,
+    threads: usize,
+    queries: usize,
+) -> gestalt_edge::Result<SearchBench> {
+    let t = std::time::Instant::now();
+    let use_index = gallery.len() >= rank::indexed::INDEX_MIN_IMAGES;
+    let params = IndexParams {
+        threads,
+        ..IndexParams::default()
+    };
+    let index = use_index.then(|| GalleryIndex::build(gallery, &params));
+    let index_build_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let model = synthetic_model(keys, gallery.len(), seed);
+    let n_syn = gallery.len() / 10 + 1;
+    let mut rng = Rng::new(seed ^ 0x0e11);
+    let opts = RankOptions {
+        top: 5,
+        same_patient_threshold: None,
+    };
+    let (mut flat_ms, mut fast_ms, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut certified, mut same) = (true, true);
+    for q in 0..queries.max(1) {
+        let vectors = model.image(q * 7919 % n_syn, (1 << 40) + q as u64, &mut rng);
+        let query = Embeddings {
+            entries: keys.iter().map(|k| k.key.clone()).zip(vectors).collect(),
+        };
+        let t = std::time::Instant::now();
+        let flat = rank::rank(&query, gallery, &opts)?;
+        flat_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = std::time::Instant::now();
+        let (fast, report) =
+            rank::rank_indexed(&query, gallery, index.as_ref(), &opts, threads, None)?;
+        fast_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        scored.push(report.stats.exact_scored as f64);
+        certified &= report.stats.certified;
+        same &= fast == flat;
+    }
+    let (rank_flat_ms, rank_indexed_ms) = (median(flat_ms), median(fast_ms));
+    Ok(SearchBench {
+        path: if use_index {
+            SearchPath::Indexed
+        } else {
+            SearchPath::Flat
+        },
+        images: gallery.len(),
+        queries: queries.max(1),
+        index_build_ms,
+        index_bytes_per_image: index.as_ref().map_or(0, |ix| ix.index().bytes_per_image()),
+        rank_flat_ms,
+        rank_indexed_ms,
+        speedup: rank_flat_ms / rank_indexed_ms.max(1e-9),
+        exact_scored: median(scored) as usize,
+        certified,
+        same_top5_as_flat: same,
+    })
 }

@@ -4,6 +4,7 @@
 //! produces one distance per gallery image: the plain mean over the gallery's keys of
 //! `1 - cos(query[key], image[key])`, always pairing vectors by key, never by position.
 
+use super::search::dot;
 use crate::embed::Embeddings;
 use crate::gallery::Gallery;
 use crate::{Error, Result};
@@ -29,20 +30,6 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
     (1.0 - ab / (aa.sqrt() * bb.sqrt())) as f32
 }
 
-/// Dot product with eight independent accumulators (vectorises without fast-math).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// The mean key-paired cosine distance from `query` to each gallery image, in gallery image
 /// order (`gallery.len()` values).
 ///
@@ -52,7 +39,22 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// [`Error::Usage`].
 pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
     let n = gallery.len();
-    let keys = gallery.keys();
+    let q = query_vectors(query, gallery)?;
+    let mut sum = vec![0.0f32; n];
+    for (slot, q) in q.iter().enumerate() {
+        let index = gallery.normalised(slot).unwrap_or_default();
+        for (s, g) in sum.iter_mut().zip(index.chunks_exact(q.len().max(1))) {
+            *s += 1.0 - dot(q, g);
+        }
+    }
+    let k = gallery.keys().len().max(1) as f32;
+    Ok(sum.into_iter().map(|s| s / k).collect())
+}
+
+/// The query's vectors in gallery key order, L2-normalised (a zero vector stays zero), after
+/// checking them against the gallery and its search index. Errors as [`distances`].
+pub fn query_vectors(query: &Embeddings, gallery: &Gallery) -> Result<Vec<Vec<f32>>> {
+    let n = gallery.len();
     let mismatch = |reason: String| {
         Error::gallery(
             gallery.display_path(),
@@ -63,9 +65,8 @@ pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
             ),
         )
     };
-    let mut sum = vec![0.0f32; n];
-    let mut q = Vec::new();
-    for (slot, spec) in keys.iter().enumerate() {
+    let mut out = Vec::with_capacity(gallery.keys().len());
+    for (slot, spec) in gallery.keys().iter().enumerate() {
         let raw = query
             .get(&spec.key)
             .ok_or_else(|| mismatch(format!("the query has no embedding for key {}", spec.key)))?;
@@ -83,17 +84,15 @@ pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
                 spec.key
             )));
         }
-        normalise_into(raw, &mut q);
-        let index = gallery
+        gallery
             .normalised(slot)
             .filter(|ix| ix.len() == n * raw.len())
             .ok_or_else(|| mismatch(format!("the search index for key {} is missing", spec.key)))?;
-        for (s, g) in sum.iter_mut().zip(index.chunks_exact(raw.len())) {
-            *s += 1.0 - dot(&q, g);
-        }
+        let mut q = Vec::new();
+        normalise_into(raw, &mut q);
+        out.push(q);
     }
-    let k = keys.len().max(1) as f32;
-    Ok(sum.into_iter().map(|s| s / k).collect())
+    Ok(out)
 }
 
 /// `v / |v|` into `out` (norm in f64); a zero vector gives zeros.

@@ -7,8 +7,13 @@
 //! reference reports them. `gestalt_score = 1.3 - distance`.
 
 pub mod distance;
+pub mod indexed;
+pub mod pca;
+pub mod search;
+pub mod synthetic;
 
 pub use distance::{cosine_distance, distances};
+pub use indexed::{rank_indexed, GalleryIndex, SearchPath};
 
 use crate::embed::Embeddings;
 use crate::gallery::Gallery;
@@ -101,11 +106,24 @@ pub struct Ranking {
 /// deterministic. Errors as [`distances`].
 pub fn rank(query: &Embeddings, gallery: &Gallery, opts: &RankOptions) -> Result<Ranking> {
     let dist = distances(query, gallery)?;
-    let mut order: Vec<usize> = (0..dist.len())
-        .filter(|&i| opts.same_patient_threshold.is_none_or(|t| dist[i] >= t))
+    let mut order: Vec<(usize, f32)> = dist
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, d)| opts.same_patient_threshold.is_none_or(|t| d >= t))
         .collect();
-    order.sort_by(|&a, &b| dist[a].total_cmp(&dist[b]).then(a.cmp(&b)));
+    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    Ok(lists(&order, gallery, opts, dist.len()))
+}
 
+/// The syndrome, gene and patient lists from `order`: `(image, distance)` pairs already
+/// filtered and sorted (distance, then image index).
+pub(crate) fn lists(
+    order: &[(usize, f32)],
+    gallery: &Gallery,
+    opts: &RankOptions,
+    images_compared: usize,
+) -> Ranking {
     let images = gallery.images();
     let syndromes = gallery.syndromes();
     let genes = gallery.genes();
@@ -113,14 +131,14 @@ pub fn rank(query: &Embeddings, gallery: &Gallery, opts: &RankOptions) -> Result
     let subject_name = |s: u32| subjects.get(s as usize).cloned().unwrap_or_default();
 
     let mut out = Ranking {
-        images_compared: dist.len(),
+        images_compared,
         ..Ranking::default()
     };
     let mut seen_syndromes = HashSet::new();
     let mut seen_genes = HashSet::new();
     let mut seen_subjects = HashSet::new();
-    for &i in &order {
-        let (Some(image), Some(&d)) = (images.get(i), dist.get(i)) else {
+    for &(i, d) in order {
+        let Some(image) = images.get(i) else {
             continue;
         };
         let syndrome = syndromes.get(image.syndrome as usize);
@@ -167,7 +185,7 @@ pub fn rank(query: &Embeddings, gallery: &Gallery, opts: &RankOptions) -> Result
             });
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,525 @@
+//! Indexed gallery search: a compact per-image code as a prefilter, then an exact re-rank.
+//!
+//! Consumes a [`VectorStore`] (per image and key: the L2-normalised vector, plus the image's
+//! syndrome, subject and genes) and produces a [`SearchIndex`]; a search consumes the query's
+//! normalised vectors and produces every image it had to score exactly, with its exact
+//! distance (the same arithmetic as [`super::distances`]).
+//!
+//! The maths. With `K` keys, let `Q` and `G` be the query's and an image's normalised vectors
+//! concatenated and divided by `sqrt(K)`: the image distance is `1 - Q.G`. The index holds an
+//! orthonormal basis `P` (`dims` rows, [`super::pca`]) and per image the int8 code `c` of
+//! `y = P G` with its scale `s`, the code error `e = |y - s c|` and the residual norm
+//! `r = |G - P^T y|`. Then, exactly,
+//!
+//! ```text
+//! Q.G = (P Q).(s c) + (P Q).(y - s c) + (Q - P^T P Q).(G - P^T P G)
+//!     <= (P Q).(s c) + |P Q| e + |Q_perp| r        (Cauchy-Schwarz, twice)
+//! ```
+//!
+//! so `1 - bound` is a lower bound on each image's distance. Images are scored exactly in
+//! order of that lower bound; the search stops as soon as the syndrome, gene and patient lists
+//! built from the exactly scored images closer than the next lower bound are full. The result
+//! is then provably the flat scan's (same images, same distances). An optional cap on exact
+//! scores trades that proof for a time limit (reported as not certified).
+
+use super::pca;
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// Slack added to every bound: covers f32 rounding in the scan, the projection and the exact
+/// distance (all far below 1e-4 for unit vectors).
+const MARGIN: f32 = 1e-4;
+
+/// Absolute slack added to each squared residual norm, which is computed as a difference
+/// (`|G|^2 - |y|^2`) and so may come out slightly low.
+const RESIDUAL_SLACK: f64 = 1e-4;
+
+/// What the search reads: per image and key slot a normalised vector, and the image's labels.
+pub trait VectorStore: Sync {
+    /// Number of images.
+    fn len(&self) -> usize;
+    /// True when the store holds no image.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values per vector, per key slot (the slot order of every other method).
+    fn widths(&self) -> Vec<usize>;
+    /// The L2-normalised vector of `image` for key `slot` (`widths()[slot]` values; zero
+    /// vectors stay zero), borrowed from the store or decoded into `buf`.
+    fn vector<'a>(&'a self, image: usize, slot: usize, buf: &'a mut Vec<f32>) -> &'a [f32];
+    /// Syndrome table index of `image`.
+    fn syndrome(&self, image: usize) -> u32;
+    /// Subject table index of `image`.
+    fn subject(&self, image: usize) -> u32;
+    /// Gene table indices of `image`.
+    fn genes(&self, image: usize) -> &[u32];
+    /// Entries in the syndrome, subject and gene tables.
+    fn table_sizes(&self) -> [usize; 3];
+}
+
+/// How to build a [`SearchIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexParams {
+    /// Code length (projected dimensions, int8 each); capped at the total vector width.
+    pub dims: usize,
+    /// Images sampled (evenly spaced) to learn the projection.
+    pub sample: usize,
+    /// Subspace iterations of the projection learning.
+    pub iterations: usize,
+    /// Seed of the start basis (same seed, same index).
+    pub seed: u64,
+    /// Worker threads for building.
+    pub threads: usize,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams {
+            dims: 256,
+            sample: 4096,
+            iterations: 3,
+            seed: 1,
+            threads: 2,
+        }
+    }
+}
+
+/// How to search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchOptions {
+    /// Entries per list (syndromes, genes, patients), as [`super::RankOptions::top`].
+    pub top: usize,
+    /// Same-patient filter, as [`super::RankOptions::same_patient_threshold`].
+    pub same_patient_threshold: Option<f32>,
+    /// Worker threads for the scan and the re-rank.
+    pub threads: usize,
+    /// Stop after this many exact scores even if the result is not proven yet (`None`: never).
+    pub max_exact: Option<usize>,
+}
+
+/// What one search did.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct SearchStats {
+    /// Images in the index.
+    pub images: usize,
+    /// Images scored exactly (full vectors).
+    pub exact_scored: usize,
+    /// True when the bounds prove the result equals the flat scan's.
+    pub certified: bool,
+    /// Time of the code scan (ms).
+    pub scan_ms: f64,
+    /// Time of ordering, exact scores and stop checks (ms).
+    pub rerank_ms: f64,
+}
+
+/// The compact per-image codes and bound terms (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SearchIndex {
+    widths: Vec<usize>,
+    dim: usize,
+    dims: usize,
+    /// `dim x dims`, row-major: the transposed basis (projection `y = G * basis_t`).
+    basis_t: Vec<f32>,
+    codes: Vec<i8>,
+    scale: Vec<f32>,
+    code_err: Vec<f32>,
+    residual: Vec<f32>,
+}
+
+/// `image`'s vectors concatenated and divided by `sqrt(K)` into `row` (`dim` values).
+fn fill_row(store: &dyn VectorStore, image: usize, widths: &[usize], row: &mut [f32]) {
+    let inv = 1.0 / (widths.len().max(1) as f32).sqrt();
+    let mut buf = Vec::new();
+    let mut at = 0;
+    for (slot, &w) in widths.iter().enumerate() {
+        let v = store.vector(image, slot, &mut buf);
+        for (o, x) in row[at..at + w].iter_mut().zip(v) {
+            *o = x * inv;
+        }
+        at += w;
+    }
+}
+
+/// Splits `0..n` into `parts` contiguous ranges of near-equal size.
+fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    (0..parts)
+        .map(|p| (n * p / parts)..(n * (p + 1) / parts))
+        .collect()
+}
+
+impl SearchIndex {
+    /// Builds the index of every image in `store` (learns the projection on a sample, then
+    /// codes all images in blocks of 1024 on `params.threads` threads).
+    pub fn build(store: &dyn VectorStore, params: &IndexParams) -> SearchIndex {
+        let widths = store.widths();
+        let dim: usize = widths.iter().sum();
+        let n = store.len();
+        let m = params.sample.min(n);
+        let mut sample = vec![0.0f32; m * dim];
+        for r in 0..m {
+            fill_row(
+                store,
+                r * n / m,
+                &widths,
+                &mut sample[r * dim..(r + 1) * dim],
+            );
+        }
+        let basis =
+            pca::principal_basis(&sample, m, dim, params.dims, params.iterations, params.seed);
+        drop(sample);
+        let dims = basis.len() / dim.max(1);
+        let mut basis_t = vec![0.0f32; dim * dims];
+        for j in 0..dims {
+            for c in 0..dim {
+                basis_t[c * dims + j] = basis[j * dim + c];
+            }
+        }
+        let mut ix = SearchIndex {
+            widths,
+            dim,
+            dims,
+            basis_t,
+            codes: vec![0; n * dims],
+            scale: vec![0.0; n],
+            code_err: vec![0.0; n],
+            residual: vec![0.0; n],
+        };
+        let parts = ranges(n, params.threads);
+        let (basis_t, widths) = (&ix.basis_t, &ix.widths);
+        let mut codes: &mut [i8] = &mut ix.codes;
+        let mut scale: &mut [f32] = &mut ix.scale;
+        let mut err: &mut [f32] = &mut ix.code_err;
+        let mut res: &mut [f32] = &mut ix.residual;
+        std::thread::scope(|s| {
+            for range in parts {
+                let len = range.len();
+                let (c, rest) = std::mem::take(&mut codes).split_at_mut(len * dims);
+                codes = rest;
+                let (sc, rest) = std::mem::take(&mut scale).split_at_mut(len);
+                scale = rest;
+                let (e, rest) = std::mem::take(&mut err).split_at_mut(len);
+                err = rest;
+                let (r, rest) = std::mem::take(&mut res).split_at_mut(len);
+                res = rest;
+                s.spawn(move || {
+                    code_range(store, widths, basis_t, dim, dims, range, c, sc, e, r);
+                });
+            }
+        });
+        ix
+    }
+
+    /// Number of images indexed.
+    pub fn len(&self) -> usize {
+        self.scale.len()
+    }
+
+    /// True when no image is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+
+    /// Code length (projected dimensions).
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Vector widths per key slot the index was built for.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Bytes per image in memory: the code plus three f32 bound terms.
+    pub fn bytes_per_image(&self) -> usize {
+        self.dims + 12
+    }
+
+    /// Bytes of the whole index in memory (codes, bound terms and the basis).
+    pub fn memory_bytes(&self) -> usize {
+        self.len() * self.bytes_per_image() + self.basis_t.len() * 4
+    }
+
+    /// Searches with the query's normalised vectors (`query[slot]`, the store's widths).
+    ///
+    /// Returns every exactly scored image as `(image, distance)`, sorted by distance then
+    /// image, and the stats; `None` when the query or the store do not have the index's
+    /// shape. Building the syndrome/gene/patient lists from the returned images (same-patient
+    /// filter applied) gives the flat scan's lists whenever `stats.certified` is true.
+    pub fn search(
+        &self,
+        store: &dyn VectorStore,
+        query: &[Vec<f32>],
+        opts: &SearchOptions,
+    ) -> Option<(Vec<(usize, f32)>, SearchStats)> {
+        let n = self.len();
+        let shape_ok = store.len() == n
+            && store.widths() == self.widths
+            && query.len() == self.widths.len()
+            && query.iter().zip(&self.widths).all(|(q, &w)| q.len() == w);
+        if !shape_ok {
+            return None;
+        }
+        let t = Instant::now();
+        let k = self.widths.len().max(1) as f32;
+        let inv = 1.0 / k.sqrt();
+        let full: Vec<f32> = query.iter().flatten().map(|x| x * inv).collect();
+        let mut qc = vec![0.0f32; self.dims];
+        pca::matmul(1, self.dim, self.dims, &full, false, &self.basis_t, &mut qc);
+        let q2: f64 = full.iter().map(|&x| f64::from(x).powi(2)).sum();
+        let qc2: f64 = qc.iter().map(|&x| f64::from(x).powi(2)).sum();
+        let qn = qc2.sqrt() as f32;
+        let qperp = ((q2 - qc2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
+
+        let mut lower = vec![0.0f32; n];
+        std::thread::scope(|s| {
+            let mut rest: &mut [f32] = &mut lower;
+            for range in ranges(n, opts.threads) {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
+                rest = tail;
+                let qc = &qc;
+                s.spawn(move || self.scan(qc, qn, qperp, range, out));
+            }
+        });
+        let scan_ms = t.elapsed().as_secs_f64() * 1000.0;
+
+        let t = Instant::now();
+        let mut pool: Vec<(f32, u32)> = lower
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| (b, i as u32))
+            .collect();
+        drop(lower);
+        let by_bound = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let mut scored: Vec<(usize, f32)> = Vec::new();
+        let mut start = 0usize;
+        let mut batch = 512usize;
+        let mut certified = false;
+        loop {
+            let end = (start + batch).min(pool.len());
+            if end < pool.len() {
+                pool[start..].select_nth_unstable_by(end - start, by_bound);
+            }
+            pool[start..end].sort_unstable_by(by_bound);
+            let ids: Vec<usize> = pool[start..end].iter().map(|p| p.1 as usize).collect();
+            scored.extend(exact_batch(store, query, &ids, opts.threads));
+            start = end;
+            scored.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let frontier = pool[start..]
+                .iter()
+                .map(|p| p.0)
+                .fold(f32::INFINITY, f32::min);
+            if start == pool.len() || lists_full(store, &scored, frontier, opts) {
+                certified = true;
+                break;
+            }
+            if opts.max_exact.is_some_and(|cap| scored.len() >= cap) {
+                break;
+            }
+            batch = (batch * 2).min(1 << 16);
+        }
+        let stats = SearchStats {
+            images: n,
+            exact_scored: scored.len(),
+            certified,
+            scan_ms,
+            rerank_ms: t.elapsed().as_secs_f64() * 1000.0,
+        };
+        Some((scored, stats))
+    }
+
+    /// Lower bounds on the distance of the images in `range` into `out`.
+    fn scan(
+        &self,
+        qc: &[f32],
+        qn: f32,
+        qperp: f32,
+        range: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let d = self.dims;
+        for (o, i) in out.iter_mut().zip(range) {
+            let code = &self.codes[i * d..(i + 1) * d];
+            let mut acc = [0.0f32; 16];
+            let (cq, cc) = (qc.chunks_exact(16), code.chunks_exact(16));
+            let tail: f32 = cq
+                .remainder()
+                .iter()
+                .zip(cc.remainder())
+                .map(|(q, &c)| q * f32::from(c))
+                .sum();
+            for (q, c) in cq.zip(cc) {
+                for l in 0..16 {
+                    acc[l] += q[l] * f32::from(c[l]);
+                }
+            }
+            let dot = acc.iter().sum::<f32>() + tail;
+            let bound = self.scale[i] * dot + qn * self.code_err[i] + qperp * self.residual[i];
+            *o = 1.0 - bound - MARGIN;
+        }
+    }
+}
+
+/// Codes the images of `range` (outputs are that range's slices).
+#[allow(clippy::too_many_arguments)]
+fn code_range(
+    store: &dyn VectorStore,
+    widths: &[usize],
+    basis_t: &[f32],
+    dim: usize,
+    dims: usize,
+    range: std::ops::Range<usize>,
+    codes: &mut [i8],
+    scale: &mut [f32],
+    err: &mut [f32],
+    res: &mut [f32],
+) {
+    const BLOCK: usize = 1024;
+    let mut rows = vec![0.0f32; BLOCK * dim];
+    let mut y = vec![0.0f32; BLOCK * dims];
+    let first = range.start;
+    let mut at = range.start;
+    while at < range.end {
+        let len = BLOCK.min(range.end - at);
+        for r in 0..len {
+            fill_row(store, at + r, widths, &mut rows[r * dim..(r + 1) * dim]);
+        }
+        pca::matmul(len, dim, dims, &rows, false, basis_t, &mut y);
+        for r in 0..len {
+            let local = at + r - first;
+            let g2: f64 = rows[r * dim..(r + 1) * dim]
+                .iter()
+                .map(|&x| f64::from(x).powi(2))
+                .sum();
+            let yr = &y[r * dims..(r + 1) * dims];
+            let max = yr.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let s = max / 127.0;
+            let (mut e2, mut y2) = (0.0f64, 0.0f64);
+            for (j, &v) in yr.iter().enumerate() {
+                let q = if s > 0.0 {
+                    (v / s).round().clamp(-127.0, 127.0)
+                } else {
+                    0.0
+                };
+                codes[local * dims + j] = q as i8;
+                e2 += (f64::from(v) - f64::from(q) * f64::from(s)).powi(2);
+                y2 += f64::from(v).powi(2);
+            }
+            scale[local] = s;
+            err[local] = e2.sqrt() as f32;
+            res[local] = ((g2 - y2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
+        }
+        at += len;
+    }
+}
+
+/// Dot product with eight independent accumulators: the arithmetic of the flat scan.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The exact distance of one image: the flat scan's arithmetic (sum over slots of
+/// `1 - q.g` in f32, divided by the number of slots).
+pub fn exact_distance(
+    store: &dyn VectorStore,
+    query: &[Vec<f32>],
+    image: usize,
+    buf: &mut Vec<f32>,
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (slot, q) in query.iter().enumerate() {
+        let g = store.vector(image, slot, buf);
+        sum += 1.0 - dot(q, g);
+    }
+    sum / query.len().max(1) as f32
+}
+
+/// Exact distances of `ids` on `threads` threads, in `ids` order.
+fn exact_batch(
+    store: &dyn VectorStore,
+    query: &[Vec<f32>],
+    ids: &[usize],
+    threads: usize,
+) -> Vec<(usize, f32)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ranges(ids.len(), threads)
+            .into_iter()
+            .map(|r| {
+                let part = &ids[r];
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    part.iter()
+                        .map(|&i| (i, exact_distance(store, query, i, &mut buf)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// True when the lists built from the scored images strictly closer than `frontier` (the
+/// smallest lower bound not scored yet) are already full: no unscored image can change them.
+fn lists_full(
+    store: &dyn VectorStore,
+    scored: &[(usize, f32)],
+    frontier: f32,
+    opts: &SearchOptions,
+) -> bool {
+    let [n_syn, n_subj, n_genes] = store.table_sizes();
+    let (want_syn, want_subj, want_genes) = (
+        opts.top.min(n_syn),
+        opts.top.min(n_subj),
+        opts.top.min(n_genes),
+    );
+    let (mut syn, mut subj, mut genes) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for &(i, d) in scored {
+        if syn.len() >= want_syn && subj.len() >= want_subj && genes.len() >= want_genes {
+            return true;
+        }
+        if d >= frontier {
+            return false;
+        }
+        if opts.same_patient_threshold.is_some_and(|t| d < t) {
+            continue;
+        }
+        if syn.len() < want_syn {
+            syn.insert(store.syndrome(i));
+        }
+        if subj.len() < want_subj {
+            subj.insert(store.subject(i));
+        }
+        for &g in store.genes(i) {
+            if genes.len() >= want_genes {
+                break;
+            }
+            genes.insert(g);
+        }
+    }
+    syn.len() >= want_syn && subj.len() >= want_subj && genes.len() >= want_genes
+}
+
+/// The flat scan over a store: every image's exact distance on `threads` threads, returned as
+/// `(image, distance)` sorted by distance then image (the order [`super::rank`] uses).
+pub fn flat_scan(store: &dyn VectorStore, query: &[Vec<f32>], threads: usize) -> Vec<(usize, f32)> {
+    let ids: Vec<usize> = (0..store.len()).collect();
+    let mut all = exact_batch(store, query, &ids, threads);
+    all.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    all
+}
+
+#[cfg(test)]
+#[path = "search_tests.rs"]
+mod tests;
