@@ -26,6 +26,9 @@ pub(crate) struct ModelJob<'a> {
     pub outputs: Vec<String>,
     /// Keep the model bytes after loading (the exact-mode detector re-plans per photo shape).
     pub keep_bytes: bool,
+    /// Run on onnxruntime instead of tract: the shared library and the session plan
+    /// (`None`: tract, through the cache).
+    pub ort: Option<(&'a Path, super::backend::OrtPlan)>,
 }
 
 /// A loaded model.
@@ -38,6 +41,19 @@ pub(crate) struct Loaded {
 
 fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> Result<Loaded> {
     let (path, bytes) = read_verified(manifest, job.file, job.sha256)?;
+    if let Some((library, plan)) = job.ort {
+        let net = super::backend::load_ort(library, &path, &bytes, job, plan)?;
+        return Ok(Loaded {
+            net,
+            cache: CacheReport {
+                model: path.clone(),
+                entry: None,
+                status: super::cache::CacheStatus::Disabled,
+                bytes: 0,
+            },
+            bytes: job.keep_bytes.then_some(bytes),
+        });
+    }
     let (net, report) = Net::load_cached(
         &path,
         &bytes,

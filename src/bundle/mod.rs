@@ -6,11 +6,14 @@
 //! before use, and the bundle id (a hash of the manifest's content, which includes every
 //! model's sha256) ties galleries and results to the exact models that made them.
 
+pub mod backend;
 pub mod cache;
 pub mod input;
 mod load;
 pub mod manifest;
 mod net;
+#[cfg(feature = "ort")]
+mod ort_net;
 pub mod profile;
 pub mod quantize;
 pub mod synth;
@@ -21,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
+pub use backend::{Backend, OrtOptions, OrtThreading};
 pub use manifest::{
     ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
 };
@@ -39,6 +43,8 @@ pub struct LoadOptions {
     /// Model cache folder (decluttered models as NNEF, see [`cache`]); `None`: no cache,
     /// every model is parsed and decluttered from its ONNX file.
     pub cache_dir: Option<PathBuf>,
+    /// Inference engine (tract unless asked; onnxruntime needs the `ort` cargo feature).
+    pub backend: Backend,
 }
 
 /// A verified, loaded model bundle.
@@ -55,6 +61,8 @@ pub struct Bundle {
     exact: Option<ExactDetector>,
     embedders: Vec<Net>,
     threads: usize,
+    /// The engine every network runs on.
+    backend: Backend,
     /// What the model cache did for the detector, then each embedder.
     cache_reports: Vec<cache::CacheReport>,
 }
@@ -63,6 +71,9 @@ pub struct Bundle {
 struct ExactDetector {
     bytes: Vec<u8>,
     outputs: Vec<String>,
+    /// Engine and pipeline threads the plans are made for.
+    backend: Backend,
+    threads: usize,
     plans: Mutex<Vec<ShapedPlan>>,
 }
 
@@ -95,7 +106,16 @@ impl ExactDetector {
         if let Some((_, net)) = plans.iter().find(|(s, _)| *s == (width, height)) {
             return Ok(net.clone());
         }
-        let net = Arc::new(Net::load(path, &self.bytes, width, height, &self.outputs)?);
+        let engine = self.backend.detector_engine(self.threads);
+        let net = backend::load_net(
+            &engine,
+            path,
+            &self.bytes,
+            (width, height),
+            &self.outputs,
+            1,
+        )?;
+        let net = Arc::new(net);
         if plans.len() >= EXACT_PLANS {
             plans.remove(0);
         }
@@ -187,6 +207,10 @@ impl Bundle {
             }
         };
         let id = bundle_id(&manifest);
+        #[cfg(not(feature = "ort"))]
+        if let Backend::Ort(_) = options.backend {
+            return Err(backend::ort_missing());
+        }
         let d = &manifest.detector;
         let outputs: Vec<String> = match d.kind {
             DetectorKind::Yunet => yunet::OUTPUT_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -199,6 +223,7 @@ impl Bundle {
             height: d.input.height,
             outputs: outputs.clone(),
             keep_bytes: d.input_mode == InputMode::Exact,
+            ort: options.backend.detector_engine(options.threads).ort(),
         }];
         for e in &manifest.embedders {
             jobs.push(load::ModelJob {
@@ -208,6 +233,10 @@ impl Bundle {
                 height: e.input.height,
                 outputs: e.output.iter().cloned().collect(),
                 keep_bytes: false,
+                ort: options
+                    .backend
+                    .embedder_engine(options.threads, e.views.len())
+                    .ort(),
             });
         }
         let model_cache = options.cache_dir.as_deref().map(cache::ModelCache::new);
@@ -230,6 +259,8 @@ impl Bundle {
             InputMode::Exact => Some(ExactDetector {
                 bytes: first.bytes.unwrap_or_default(),
                 outputs: outputs.clone(),
+                backend: options.backend.clone(),
+                threads: options.threads,
                 plans: Mutex::new(Vec::new()),
             }),
         };
@@ -260,7 +291,8 @@ impl Bundle {
             detector,
             exact,
             embedders,
-            threads: options.threads.max(1),
+            threads: options.backend.workers(options.threads),
+            backend: options.backend,
             cache_reports,
         })
     }
@@ -284,9 +316,15 @@ impl Bundle {
         &self.cache_reports
     }
 
-    /// Changes the number of embedding worker threads (0 = 1).
+    /// Changes the number of embedding worker threads (0 = 1; onnxruntime with intra-op
+    /// threading keeps 1 worker).
     pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
+        self.threads = self.backend.workers(threads);
+    }
+
+    /// The engine the networks run on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Every embedding key this bundle produces, with its width, in ensemble then view order.

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// A loaded, optimised network with a fixed input shape `[1, 3, height, width]`.
 pub struct Net {
-    plan: Arc<TypedRunnableModel>,
+    engine: Engine,
     shape: [usize; 4],
     outputs: Vec<(String, Vec<usize>)>,
     path: PathBuf,
@@ -28,6 +28,13 @@ impl std::fmt::Debug for Net {
             .field("shape", &self.shape)
             .finish()
     }
+}
+
+/// The engine holding a network: tract's plan, or onnxruntime sessions (feature `ort`).
+enum Engine {
+    Tract(Arc<TypedRunnableModel>),
+    #[cfg(feature = "ort")]
+    Ort(super::ort_net::OrtNet),
 }
 
 fn tract_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
@@ -172,7 +179,7 @@ impl Net {
             .into_runnable()
             .map_err(|e| tract_err(path, "cannot plan the model", e))?;
         Ok(Net {
-            plan,
+            engine: Engine::Tract(plan),
             shape,
             outputs: out_facts,
             path: path.to_path_buf(),
@@ -180,8 +187,43 @@ impl Net {
         })
     }
 
+    /// Loads `bytes` on onnxruntime (the shared library at `library`) with the input pinned to
+    /// `[batch, 3, height, width]`; same checks and outputs as [`Net::load_batched`].
+    #[cfg(feature = "ort")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_ort(
+        library: &Path,
+        path: &Path,
+        bytes: &[u8],
+        width: u32,
+        height: u32,
+        outputs: &[String],
+        batch: usize,
+        plan: super::backend::OrtPlan,
+    ) -> Result<Net> {
+        let shape = [batch.max(1), 3, height as usize, width as usize];
+        let (net, outputs) =
+            super::ort_net::OrtNet::load(library, path, bytes, shape, outputs, plan)?;
+        Ok(Net {
+            engine: Engine::Ort(net),
+            shape,
+            outputs,
+            path: path.to_path_buf(),
+            macs: 0,
+        })
+    }
+
+    /// The engine running this network: `tract` or `ort`.
+    pub fn engine(&self) -> &'static str {
+        match self.engine {
+            Engine::Tract(_) => "tract",
+            #[cfg(feature = "ort")]
+            Engine::Ort(_) => "ort",
+        }
+    }
+
     /// Multiply-accumulates of one run (all of the batch), as tract's cost model counts them
-    /// on the optimised graph.
+    /// on the optimised graph (0 on onnxruntime, which has no cost model).
     pub fn macs(&self) -> u64 {
         self.macs
     }
@@ -203,10 +245,15 @@ impl Net {
 
     /// Runs one NCHW f32 input of the pinned shape; returns every output flattened, in order.
     pub fn run(&self, data: Vec<f32>) -> Result<Vec<Vec<f32>>> {
+        #[allow(clippy::infallible_destructuring_match)] // one arm without the `ort` feature
+        let plan = match &self.engine {
+            Engine::Tract(plan) => plan,
+            #[cfg(feature = "ort")]
+            Engine::Ort(net) => return net.run(&self.path, self.shape, data),
+        };
         let tensor = tract_ndarray::Array4::from_shape_vec(self.shape, data)
             .map_err(|e| Error::bundle(&self.path, format!("input tensor: {e}")))?;
-        let result = self
-            .plan
+        let result = plan
             .run(tvec!(Tensor::from(tensor).into()))
             .map_err(|e| tract_err(&self.path, "inference failed", e))?;
         result

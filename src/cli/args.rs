@@ -78,6 +78,8 @@ pub struct AnalyseArgs {
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: super::engine::EngineArgs,
     /// Largest photo accepted, in megapixels (checked from the header before decoding).
     #[arg(long, value_name = "MP", default_value_t = 50.0)]
     pub max_megapixels: f64,

@@ -51,6 +51,12 @@ fn child_args(a: &BenchArgs, threads: usize) -> Vec<std::ffi::OsString> {
     v.push(a.gallery_size.to_string().into());
     v.push("--repeat".into());
     v.push(a.repeat.to_string().into());
+    if a.cache.no_cache {
+        v.push("--no-cache".into());
+    } else if let Some(d) = &a.cache.cache_dir {
+        v.push("--cache-dir".into());
+        v.push(d.clone().into_os_string());
+    }
     if let Some(p) = &a.photo {
         v.push("--photo".into());
         v.push(p.clone().into_os_string());

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use gestalt_edge::bundle::{self, input, Bundle, LoadOptions, Net};
+use gestalt_edge::bundle::{self, input, Backend, Bundle, LoadOptions};
 use gestalt_edge::capture::{self, Frame, Limits};
 use gestalt_edge::gallery::{Gallery, KeySpec, Storage};
 use gestalt_edge::pipeline::{self, PipelineOptions};
@@ -17,6 +17,7 @@ use gestalt_edge::rank::{self, RankOptions};
 use gestalt_edge::{Error, Result};
 
 use super::bench_gallery::synthetic_gallery;
+use super::engine::EngineArg;
 
 /// Inference engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +26,9 @@ pub enum BackendArg {
     Tract,
     /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
     Ort,
+    /// Both engines, each in its own process (tract, onnxruntime per-pass, onnxruntime
+    /// intra-op), and the ratios tract / onnxruntime.
+    Both,
 }
 
 /// Arguments of `bench`.
@@ -36,6 +40,8 @@ pub struct BenchArgs {
     /// Inference engine.
     #[arg(long, value_enum, default_value = "tract")]
     pub backend: BackendArg,
+    #[command(flatten)]
+    pub ort: super::engine::OrtArgs,
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -68,6 +74,9 @@ pub struct BenchArgs {
 struct Report {
     bundle: String,
     backend: &'static str,
+    /// onnxruntime's threading mode (absent on tract).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ort_threading: Option<&'static str>,
     threads: usize,
     gallery_size: usize,
     repeat: usize,
@@ -192,7 +201,12 @@ fn synthetic_frame() -> Frame {
     }
 }
 
-fn compare_embedding(b: &mut Bundle, threads: usize, face: &image::RgbImage) -> Result<Compare> {
+fn compare_embedding(
+    b: &mut Bundle,
+    backend: &Backend,
+    threads: usize,
+    face: &image::RgbImage,
+) -> Result<Compare> {
     b.set_threads(1);
     b.embed(face)?;
     let t = Instant::now();
@@ -209,11 +223,11 @@ fn compare_embedding(b: &mut Bundle, threads: usize, face: &image::RgbImage) -> 
         let bytes = std::fs::read(&path).map_err(|e| Error::bundle(&path, e.to_string()))?;
         let outputs: Vec<String> = spec.output.iter().cloned().collect();
         let n = spec.views.len();
-        let net = Net::load_batched(
+        let net = bundle::backend::load_net(
+            &backend.embedder_engine(threads, n),
             &path,
             &bytes,
-            spec.input.width,
-            spec.input.height,
+            (spec.input.width, spec.input.height),
             &outputs,
             n,
         )?;
@@ -238,11 +252,13 @@ fn compare_embedding(b: &mut Bundle, threads: usize, face: &image::RgbImage) -> 
 }
 
 pub fn run(a: BenchArgs) -> Result<i32> {
-    if a.backend == BackendArg::Ort {
-        return Err(Error::Usage(
-            "--backend ort needs a build with the `ort` cargo feature".into(),
-        ));
+    if a.backend == BackendArg::Both {
+        return super::bench_backends::run_both(&a);
     }
+    let backend = a.ort.backend(match a.backend {
+        BackendArg::Ort => EngineArg::Ort,
+        _ => EngineArg::Tract,
+    })?;
     let threads = match a.threads {
         Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
         Some(n) => n,
@@ -285,11 +301,14 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         Some(n) => n,
         None => threads,
     };
-    let options = LoadOptions {
-        threads: load_threads,
-        cache_dir: a.cache.resolve(),
-    };
-    let mut b = Bundle::load(&a.bundle, options)?;
+    let mut b = Bundle::load(
+        &a.bundle,
+        LoadOptions {
+            threads: load_threads,
+            backend: backend.clone(),
+            cache_dir: a.cache.resolve(),
+        },
+    )?;
     let model_load_ms = ms(t0);
     if load_threads != threads {
         b.set_threads(threads);
@@ -333,11 +352,19 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     for (net, spec) in embs.iter().zip(&b.manifest.embedders) {
         macs += net.macs() * spec.views.len() as u64;
     }
+    if backend != Backend::Tract {
+        // onnxruntime has no cost model: count on tract (after the timings and peak RSS)
+        macs = super::bench_backends::tract_macs(&b)?;
+    }
     let full_photo_ms = median(runs.iter().map(|r| r.2).collect());
     let gmac = macs as f64 / 1e9;
     let mut report = Report {
         bundle: a.bundle.display().to_string(),
-        backend: "tract",
+        backend: backend.name(),
+        ort_threading: match &backend {
+            Backend::Tract => None,
+            Backend::Ort(_) => Some(a.ort.ort_threading.flag()),
+        },
         threads,
         gallery_size: a.gallery_size,
         repeat: a.repeat,
@@ -364,7 +391,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         let face = image::RgbImage::from_fn(112, 112, |x, y| {
             image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
         });
-        report.compare = Some(compare_embedding(&mut b, threads, &face)?);
+        report.compare = Some(compare_embedding(&mut b, &backend, threads, &face)?);
     }
     report.gallery_search = Some(super::bench_gallery::search_bench(
         &gallery, &keys, 1, threads, 5,

@@ -2,9 +2,11 @@
 //! result. Only this layer writes to stdout and stderr.
 
 pub mod args;
+mod bench_backends;
 mod bench_cmd;
 mod bench_gallery;
 mod compile_cmd;
+mod engine;
 mod eval_cmd;
 mod gallery_cmd;
 mod import_cmd;
@@ -79,12 +81,15 @@ impl Analyser {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
-        let options = LoadOptions {
-            threads,
-            cache_dir: a.cache.resolve(),
-            ..Default::default()
-        };
-        let bundle = Bundle::load_checked(&a.bundle, options, public_key(a)?.as_ref())?;
+        let bundle = Bundle::load_checked(
+            &a.bundle,
+            LoadOptions {
+                threads,
+                backend: a.engine.backend()?,
+                cache_dir: a.cache.resolve(),
+            },
+            public_key(a)?.as_ref(),
+        )?;
         compile_cmd::warn(&bundle);
         let pipeline = PipelineOptions {
             face_choice: match a.face {
