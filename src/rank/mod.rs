@@ -9,11 +9,12 @@
 pub mod distance;
 pub mod indexed;
 pub mod pca;
+pub mod scan;
 pub mod search;
 pub mod synthetic;
 
 pub use distance::{cosine_distance, distances};
-pub use indexed::{rank_indexed, GalleryIndex, SearchPath};
+pub use indexed::{default_max_exact, rank_indexed, GalleryIndex, SearchPath, CAPPED_MIN_IMAGES};
 
 use crate::embed::Embeddings;
 use crate::gallery::Gallery;

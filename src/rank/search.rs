@@ -23,6 +23,7 @@
 //! scores trades that proof for a time limit (reported as not certified).
 
 use super::pca;
+use super::scan::{dots_f32, dots_i8, QueryCode};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -33,6 +34,12 @@ const MARGIN: f32 = 1e-4;
 /// Absolute slack added to each squared residual norm, which is computed as a difference
 /// (`|G|^2 - |y|^2`) and so may come out slightly low.
 const RESIDUAL_SLACK: f64 = 1e-4;
+
+/// Default cap on exact scores for large galleries (see [`super::indexed::CAPPED_MIN_IMAGES`]):
+/// on a structured 200k-image gallery with the paper's keys, this cap gave the flat scan's
+/// top-5 syndromes for every test query (README, gallery search). A capped search whose
+/// bounds did not prove its result reports `certified: false`.
+pub const DEFAULT_MAX_EXACT: usize = 4096;
 
 /// What the search reads: per image and key slot a normalised vector, and the image's labels.
 pub trait VectorStore: Sync {
@@ -124,6 +131,8 @@ pub struct SearchIndex {
     scale: Vec<f32>,
     code_err: Vec<f32>,
     residual: Vec<f32>,
+    /// `s |c|` per image: the norm of the decoded code (bounds the query-code rounding term).
+    code_norm: Vec<f32>,
 }
 
 /// `image`'s vectors concatenated and divided by `sqrt(K)` into `row` (`dim` values).
@@ -184,6 +193,7 @@ impl SearchIndex {
             scale: vec![0.0; n],
             code_err: vec![0.0; n],
             residual: vec![0.0; n],
+            code_norm: vec![0.0; n],
         };
         let parts = ranges(n, params.threads);
         let (basis_t, widths) = (&ix.basis_t, &ix.widths);
@@ -191,6 +201,7 @@ impl SearchIndex {
         let mut scale: &mut [f32] = &mut ix.scale;
         let mut err: &mut [f32] = &mut ix.code_err;
         let mut res: &mut [f32] = &mut ix.residual;
+        let mut cn: &mut [f32] = &mut ix.code_norm;
         std::thread::scope(|s| {
             for range in parts {
                 let len = range.len();
@@ -202,9 +213,16 @@ impl SearchIndex {
                 err = rest;
                 let (r, rest) = std::mem::take(&mut res).split_at_mut(len);
                 res = rest;
-                s.spawn(move || {
-                    code_range(store, widths, basis_t, dim, dims, range, c, sc, e, r);
-                });
+                let (nm, rest) = std::mem::take(&mut cn).split_at_mut(len);
+                cn = rest;
+                let out = CodeOut {
+                    codes: c,
+                    scale: sc,
+                    err: e,
+                    res: r,
+                    norm: nm,
+                };
+                s.spawn(move || code_range(store, widths, basis_t, dim, dims, range, out));
             }
         });
         ix
@@ -230,9 +248,9 @@ impl SearchIndex {
         &self.widths
     }
 
-    /// Bytes per image in memory: the code plus three f32 bound terms.
+    /// Bytes per image in memory: the code plus four f32 bound terms.
     pub fn bytes_per_image(&self) -> usize {
-        self.dims + 12
+        self.dims + 16
     }
 
     /// Bytes of the whole index in memory (codes, bound terms and the basis).
@@ -271,16 +289,7 @@ impl SearchIndex {
         let qn = qc2.sqrt() as f32;
         let qperp = ((q2 - qc2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
 
-        let mut lower = vec![0.0f32; n];
-        std::thread::scope(|s| {
-            let mut rest: &mut [f32] = &mut lower;
-            for range in ranges(n, opts.threads) {
-                let (out, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
-                rest = tail;
-                let qc = &qc;
-                s.spawn(move || self.scan(qc, qn, qperp, range, out));
-            }
-        });
+        let lower = self.lower_bounds(&qc, qn, qperp, opts.threads, true);
         let scan_ms = t.elapsed().as_secs_f64() * 1000.0;
 
         let t = Instant::now();
@@ -328,8 +337,70 @@ impl SearchIndex {
         Some((scored, stats))
     }
 
-    /// Lower bounds on the distance of the images in `range` into `out`.
+    /// Lower bounds on the distance of the images in `range` into `out`, from the integer
+    /// scan: with `qc ~ q.scale * q.code` (error norm `q.err`),
+    /// `(P Q).(s c) <= s q.scale (q.code . c) + q.err |s c|`.
     fn scan(
+        &self,
+        q: &QueryCode,
+        qn: f32,
+        qperp: f32,
+        range: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        const BLOCK: usize = 512;
+        let d = self.dims;
+        let mut dots = [0i32; BLOCK];
+        let mut at = range.start;
+        for chunk in out.chunks_mut(BLOCK) {
+            let n = chunk.len();
+            let codes = self.codes.get(at * d..(at + n) * d).unwrap_or_default();
+            dots_i8(codes, &q.code, &mut dots[..n]);
+            for (k, (o, &dot)) in chunk.iter_mut().zip(&dots[..n]).enumerate() {
+                let i = at + k;
+                let bound = self.scale[i] * q.scale * dot as f32
+                    + q.err * self.code_norm[i]
+                    + qn * self.code_err[i]
+                    + qperp * self.residual[i];
+                *o = 1.0 - bound - MARGIN;
+            }
+            at += n;
+        }
+    }
+
+    /// Lower bounds of every image from the projected query `qc` (`dims` values), on `threads`
+    /// threads; `integer` picks the int8 scan, else the float-per-value baseline loop.
+    fn lower_bounds(
+        &self,
+        qc: &[f32],
+        qn: f32,
+        qperp: f32,
+        threads: usize,
+        integer: bool,
+    ) -> Vec<f32> {
+        let n = self.len();
+        let q = QueryCode::new(qc);
+        let mut lower = vec![0.0f32; n];
+        std::thread::scope(|s| {
+            let mut rest: &mut [f32] = &mut lower;
+            for range in ranges(n, threads) {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
+                rest = tail;
+                let q = &q;
+                s.spawn(move || {
+                    if integer {
+                        self.scan(q, qn, qperp, range, out);
+                    } else {
+                        self.scan_f32(qc, qn, qperp, range, out);
+                    }
+                });
+            }
+        });
+        lower
+    }
+
+    /// The earlier float scan (f32 query code times each int8 value converted to f32).
+    fn scan_f32(
         &self,
         qc: &[f32],
         qn: f32,
@@ -337,31 +408,93 @@ impl SearchIndex {
         range: std::ops::Range<usize>,
         out: &mut [f32],
     ) {
+        const BLOCK: usize = 512;
         let d = self.dims;
-        for (o, i) in out.iter_mut().zip(range) {
-            let code = &self.codes[i * d..(i + 1) * d];
-            let mut acc = [0.0f32; 16];
-            let (cq, cc) = (qc.chunks_exact(16), code.chunks_exact(16));
-            let tail: f32 = cq
-                .remainder()
-                .iter()
-                .zip(cc.remainder())
-                .map(|(q, &c)| q * f32::from(c))
-                .sum();
-            for (q, c) in cq.zip(cc) {
-                for l in 0..16 {
-                    acc[l] += q[l] * f32::from(c[l]);
-                }
+        let mut dots = [0f32; BLOCK];
+        let mut at = range.start;
+        for chunk in out.chunks_mut(BLOCK) {
+            let n = chunk.len();
+            let codes = self.codes.get(at * d..(at + n) * d).unwrap_or_default();
+            dots_f32(codes, qc, &mut dots[..n]);
+            for (k, (o, &dot)) in chunk.iter_mut().zip(&dots[..n]).enumerate() {
+                let i = at + k;
+                let bound = self.scale[i] * dot + qn * self.code_err[i] + qperp * self.residual[i];
+                *o = 1.0 - bound - MARGIN;
             }
-            let dot = acc.iter().sum::<f32>() + tail;
-            let bound = self.scale[i] * dot + qn * self.code_err[i] + qperp * self.residual[i];
-            *o = 1.0 - bound - MARGIN;
+            at += n;
         }
+    }
+
+    /// An index of `n` seeded random codes of `dims` values (bound terms all 1/dims): for
+    /// timing the scan only, its bounds mean nothing. The scan's cost does not depend on the
+    /// code values, so this measures a 1M-image scan without a 1M-image gallery in memory.
+    pub fn random_codes(n: usize, dims: usize, seed: u64) -> SearchIndex {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let codes = (0..n * dims)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (((x >> 32) % 255) as i32 - 127) as i8
+            })
+            .collect();
+        let t = 1.0 / dims.max(1) as f32;
+        SearchIndex {
+            widths: vec![dims],
+            dim: dims,
+            dims,
+            basis_t: Vec::new(),
+            codes,
+            scale: vec![t; n],
+            code_err: vec![t; n],
+            residual: vec![t; n],
+            code_norm: vec![t; n],
+        }
+    }
+
+    /// Times one full code scan of `projected` (`dims` values, the query already projected)
+    /// on `threads` threads; `integer` picks the int8 scan, else the float-per-value loop.
+    /// Returns the lower bounds (for a checksum) and the time (ms). For benchmarks.
+    pub fn time_scan(&self, projected: &[f32], threads: usize, integer: bool) -> (Vec<f32>, f64) {
+        let t = Instant::now();
+        let lower = self.lower_bounds(projected, 0.5, 0.5, threads, integer);
+        (lower, t.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Times the integer scan plus the selection of the `cap` smallest bounds (the part of a
+    /// capped search before its exact re-rank). Returns the selected images and the time (ms).
+    pub fn time_scan_select(
+        &self,
+        projected: &[f32],
+        threads: usize,
+        cap: usize,
+    ) -> (Vec<u32>, f64) {
+        let t = Instant::now();
+        let lower = self.lower_bounds(projected, 0.5, 0.5, threads, true);
+        let mut pool: Vec<(f32, u32)> = lower
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| (b, i as u32))
+            .collect();
+        let cap = cap.min(pool.len());
+        if cap < pool.len() {
+            pool.select_nth_unstable_by(cap, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        }
+        let ids = pool[..cap].iter().map(|p| p.1).collect();
+        (ids, t.elapsed().as_secs_f64() * 1000.0)
     }
 }
 
+/// One coding worker's output slices (one range of images).
+struct CodeOut<'a> {
+    codes: &'a mut [i8],
+    scale: &'a mut [f32],
+    err: &'a mut [f32],
+    res: &'a mut [f32],
+    norm: &'a mut [f32],
+}
+
 /// Codes the images of `range` (outputs are that range's slices).
-#[allow(clippy::too_many_arguments)]
 fn code_range(
     store: &dyn VectorStore,
     widths: &[usize],
@@ -369,11 +502,15 @@ fn code_range(
     dim: usize,
     dims: usize,
     range: std::ops::Range<usize>,
-    codes: &mut [i8],
-    scale: &mut [f32],
-    err: &mut [f32],
-    res: &mut [f32],
+    out: CodeOut<'_>,
 ) {
+    let CodeOut {
+        codes,
+        scale,
+        err,
+        res,
+        norm,
+    } = out;
     const BLOCK: usize = 1024;
     let mut rows = vec![0.0f32; BLOCK * dim];
     let mut y = vec![0.0f32; BLOCK * dims];
@@ -394,7 +531,7 @@ fn code_range(
             let yr = &y[r * dims..(r + 1) * dims];
             let max = yr.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             let s = max / 127.0;
-            let (mut e2, mut y2) = (0.0f64, 0.0f64);
+            let (mut e2, mut y2, mut c2) = (0.0f64, 0.0f64, 0.0f64);
             for (j, &v) in yr.iter().enumerate() {
                 let q = if s > 0.0 {
                     (v / s).round().clamp(-127.0, 127.0)
@@ -404,7 +541,9 @@ fn code_range(
                 codes[local * dims + j] = q as i8;
                 e2 += (f64::from(v) - f64::from(q) * f64::from(s)).powi(2);
                 y2 += f64::from(v).powi(2);
+                c2 += f64::from(q).powi(2);
             }
+            norm[local] = (c2.sqrt() * f64::from(s)) as f32 * (1.0 + 1e-6);
             scale[local] = s;
             err[local] = e2.sqrt() as f32;
             res[local] = ((g2 - y2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;

@@ -48,7 +48,13 @@ fn lower_bounds_never_exceed_exact_distances() {
         let qc2: f64 = qc.iter().map(|&x| f64::from(x).powi(2)).sum();
         let qperp = ((q2 - qc2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
         let mut lower = vec![0.0; store.len()];
-        ix.scan(&qc, qc2.sqrt() as f32, qperp, 0..store.len(), &mut lower);
+        ix.scan(
+            &QueryCode::new(&qc),
+            qc2.sqrt() as f32,
+            qperp,
+            0..store.len(),
+            &mut lower,
+        );
         let mut buf = Vec::new();
         let mut worst_gap = f32::INFINITY;
         for (i, lb) in lower.iter().enumerate() {
@@ -187,5 +193,38 @@ fn gallery_ranking_through_the_index_is_the_flat_ranking() {
         let (r, report) = rank_indexed(&q, &bigger, Some(&ix), &opts, 2, None).unwrap();
         assert_eq!(report.path, SearchPath::Flat);
         assert_eq!(r, rank(&q, &bigger, &opts).unwrap());
+    }
+}
+
+#[test]
+fn large_galleries_default_to_the_cap_and_the_cap_keeps_the_top_5() {
+    use crate::rank::indexed::{default_max_exact, CAPPED_MIN_IMAGES};
+    assert_eq!(default_max_exact(CAPPED_MIN_IMAGES - 1), None);
+    assert_eq!(
+        default_max_exact(CAPPED_MIN_IMAGES),
+        Some(DEFAULT_MAX_EXACT)
+    );
+    // a cap far below the gallery size: the top-5 still matches the flat scan here, and the
+    // stats say whether the bounds proved it
+    let model = Model::new(&slots(), 60, 31);
+    let store = SyntheticStore::generate(&model, 8000, 32);
+    let ix = SearchIndex::build(&store, &params(96));
+    let capped = SearchOptions {
+        max_exact: Some(600),
+        ..opts(5, None)
+    };
+    for qi in 0..4u64 {
+        let q = normalised(&model.image(qi as usize * 11, (1 << 41) + qi, &mut Rng::new(qi)));
+        let flat = flat_scan(&store, &q, 2);
+        let (got, stats) = ix.search(&store, &q, &capped).unwrap();
+        assert!(
+            stats.exact_scored < store.len() / 4,
+            "query {qi}: {stats:?}"
+        );
+        assert_eq!(
+            top_syndromes(&store, &got, 5, None),
+            top_syndromes(&store, &flat, 5, None),
+            "query {qi}"
+        );
     }
 }
