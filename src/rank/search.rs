@@ -35,7 +35,7 @@ const MARGIN: f32 = 1e-4;
 /// (`|G|^2 - |y|^2`) and so may come out slightly low.
 const RESIDUAL_SLACK: f64 = 1e-4;
 
-/// Default cap on exact scores for large galleries (see [`super::indexed::CAPPED_MIN_IMAGES`]):
+/// Suggested cap on exact scores, opt-in only (see [`super::indexed::CAPPED_MIN_IMAGES`]):
 /// it keeps a 1M-image search near 100 ms (scan ~50 ms + re-rank of ~7.7k images ~26 ms).
 /// Recall is NOT established at scale: on a structured 200k-image gallery with 500 syndromes
 /// (more syndrome directions than the 256 code dims) no cap up to 16 000 gave the flat
