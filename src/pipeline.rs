@@ -171,23 +171,28 @@ pub struct Prediction {
     pub timings_ms: StageTimings,
 }
 
-/// Analyses `frame` and ranks it against `gallery`. The gallery must come from this bundle.
+/// Analyses `frame` and ranks it against the matcher's gallery (through its index when it has
+/// one: the same lists as the flat scan). The gallery must come from this bundle.
 pub fn predict(
     bundle: &Bundle,
-    gallery: &Gallery,
+    matcher: &rank::Matcher<'_>,
     frame: &Frame,
     opts: &PipelineOptions,
     rank_opts: &RankOptions,
 ) -> Result<Prediction> {
+    let gallery = matcher.gallery();
     check_gallery(bundle, gallery)?;
     let a = analyse(bundle, frame, opts)?;
     let t = Instant::now();
-    let Ranking {
-        syndromes,
-        genes,
-        patients,
-        images_compared,
-    } = rank::rank(&a.embeddings, gallery, rank_opts)?;
+    let (
+        Ranking {
+            syndromes,
+            genes,
+            patients,
+            images_compared,
+        },
+        _,
+    ) = matcher.rank(&a.embeddings, rank_opts)?;
     let mut timings = a.timings;
     timings.rank_ms = ms(t);
     Ok(Prediction {

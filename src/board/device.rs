@@ -30,8 +30,8 @@ pub trait Analyzer {
 pub struct PipelineAnalyzer<'a> {
     /// Loaded models.
     pub bundle: &'a crate::bundle::Bundle,
-    /// The gallery (made with `bundle`).
-    pub gallery: &'a crate::gallery::Gallery,
+    /// The gallery (made with `bundle`), ready to search.
+    pub matcher: &'a crate::rank::Matcher<'a>,
     /// Detection passes and face choice.
     pub options: crate::pipeline::PipelineOptions,
     /// List lengths and the same-patient filter.
@@ -43,7 +43,7 @@ impl Analyzer for PipelineAnalyzer<'_> {
         self.bundle.detect(&frame.rgb)
     }
     fn predict(&mut self, frame: &Frame) -> Result<Prediction> {
-        crate::pipeline::predict(self.bundle, self.gallery, frame, &self.options, &self.rank)
+        crate::pipeline::predict(self.bundle, self.matcher, frame, &self.options, &self.rank)
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Analyser {
     pub bundle: Bundle,
     pub pipeline: PipelineOptions,
     pub limits: Limits,
+    /// Worker threads (embedding passes, gallery search).
+    pub threads: usize,
 }
 
 impl Analyser {
@@ -107,6 +109,7 @@ impl Analyser {
             bundle,
             pipeline,
             limits,
+            threads,
         })
     }
 

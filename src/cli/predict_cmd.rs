@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use gestalt_edge::pipeline::{self, Prediction};
-use gestalt_edge::rank::RankOptions;
+use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{Error, Result};
 
 use super::args::PredictArgs;
@@ -23,6 +23,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
     let analyser = Analyser::new(&a.analyse)?;
     let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
+    let matcher = Matcher::new(&gallery, analyser.threads);
     let rank_opts = RankOptions {
         top: a.top,
         same_patient_threshold: a.same_patient_threshold,
@@ -36,7 +37,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         let result = gestalt_edge::capture::load_image(path, &analyser.limits).and_then(|frame| {
             pipeline::predict(
                 &analyser.bundle,
-                &gallery,
+                &matcher,
                 &frame,
                 &analyser.pipeline,
                 &rank_opts,

@@ -19,7 +19,7 @@ use gestalt_edge::capture::{
     DirectorySource, FrameSource, SourceSpec, StillSource, SyntheticSource,
 };
 use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
-use gestalt_edge::rank::RankOptions;
+use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{pipeline, Error, Result};
 
 use super::args::AnalyseArgs;
@@ -238,6 +238,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
     let analyser = Analyser::new(&a.analyse)?;
     let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
+    let matcher = Matcher::new(&gallery, analyser.threads);
     let mut source = open_source(&a, &board, &analyser.limits)?;
 
     let mut screen: Box<dyn Screen> = match display::open_with(
@@ -265,9 +266,16 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         screen.describe()
     );
 
+    if let Some(ix) = matcher.index() {
+        eprintln!(
+            "gallery search index: {} int8 values per image, built in {:.1} s",
+            ix.index().dims(),
+            ix.build_ms / 1000.0
+        );
+    }
     let mut analyzer = device::PipelineAnalyzer {
         bundle: &analyser.bundle,
-        gallery: &gallery,
+        matcher: &matcher,
         options: analyser.pipeline,
         rank: RankOptions {
             top: 5,

@@ -175,3 +175,64 @@ pub fn rank_indexed(
         },
     ))
 }
+
+/// A gallery ready to be searched: the gallery, and its search index when the gallery is large
+/// enough for the index to pay ([`INDEX_MIN_IMAGES`]). Ranking through it always gives the
+/// flat scan's lists (the proven search: no cap on exact scores).
+#[derive(Debug)]
+pub struct Matcher<'g> {
+    gallery: &'g Gallery,
+    index: Option<GalleryIndex>,
+    threads: usize,
+}
+
+impl<'g> Matcher<'g> {
+    /// Prepares `gallery` for searching on `threads` threads: builds its index when it holds
+    /// at least [`INDEX_MIN_IMAGES`] images (seconds at 100k+ images; once per load).
+    pub fn new(gallery: &'g Gallery, threads: usize) -> Matcher<'g> {
+        let threads = threads.max(1);
+        let index = (gallery.len() >= INDEX_MIN_IMAGES).then(|| {
+            let params = IndexParams {
+                threads,
+                ..IndexParams::default()
+            };
+            GalleryIndex::build(gallery, &params)
+        });
+        Matcher {
+            gallery,
+            index,
+            threads,
+        }
+    }
+
+    /// A matcher that always scans the whole gallery.
+    pub fn flat(gallery: &'g Gallery) -> Matcher<'g> {
+        Matcher {
+            gallery,
+            index: None,
+            threads: 1,
+        }
+    }
+
+    /// The gallery searched.
+    pub fn gallery(&self) -> &'g Gallery {
+        self.gallery
+    }
+
+    /// The index, when one was built.
+    pub fn index(&self) -> Option<&GalleryIndex> {
+        self.index.as_ref()
+    }
+
+    /// Ranks `query` (the lists of [`rank`], through the index when there is one).
+    pub fn rank(&self, query: &Embeddings, opts: &RankOptions) -> Result<(Ranking, SearchReport)> {
+        rank_indexed(
+            query,
+            self.gallery,
+            self.index.as_ref(),
+            opts,
+            self.threads,
+            None,
+        )
+    }
+}

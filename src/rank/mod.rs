@@ -14,7 +14,9 @@ pub mod search;
 pub mod synthetic;
 
 pub use distance::{cosine_distance, distances};
-pub use indexed::{default_max_exact, rank_indexed, GalleryIndex, SearchPath, CAPPED_MIN_IMAGES};
+pub use indexed::{
+    default_max_exact, rank_indexed, GalleryIndex, Matcher, SearchPath, CAPPED_MIN_IMAGES,
+};
 
 use crate::embed::Embeddings;
 use crate::gallery::Gallery;

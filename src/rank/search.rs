@@ -291,34 +291,49 @@ impl SearchIndex {
         let qn = qc2.sqrt() as f32;
         let qperp = ((q2 - qc2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
 
-        let lower = self.lower_bounds(&qc, qn, qperp, opts.threads, true);
+        let (lower, estimate) = self.lower_bounds(&qc, qn, qperp, opts.threads, true);
         let scan_ms = t.elapsed().as_secs_f64() * 1000.0;
 
+        // The proven search takes images in order of their lower bound: the fewest exact
+        // scores before the bounds prove the lists. A capped search takes them in order of
+        // their estimated distance instead: the bounds' error terms (large when the gallery
+        // spans more directions than the code has dims) would otherwise fill the cap with
+        // images that are merely uncertain, not close.
         let t = Instant::now();
-        let mut pool: Vec<(f32, u32)> = lower
+        let by_estimate = opts.max_exact.is_some();
+        let mut pool: Vec<Candidate> = lower
             .iter()
+            .zip(&estimate)
             .enumerate()
-            .map(|(i, &b)| (b, i as u32))
+            .map(|(i, (&lower, &est))| Candidate {
+                key: if by_estimate { est } else { lower },
+                lower,
+                image: i as u32,
+            })
             .collect();
-        drop(lower);
-        let by_bound = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        drop((lower, estimate));
+        let order =
+            |a: &Candidate, b: &Candidate| a.key.total_cmp(&b.key).then(a.image.cmp(&b.image));
         let mut scored: Vec<(usize, f32)> = Vec::new();
         let mut start = 0usize;
         let mut batch = 512usize;
         let mut certified = false;
         loop {
-            let end = (start + batch).min(pool.len());
-            if end < pool.len() {
-                pool[start..].select_nth_unstable_by(end - start, by_bound);
+            let mut end = (start + batch).min(pool.len());
+            if let Some(cap) = opts.max_exact {
+                end = end.min(start.max(cap));
             }
-            pool[start..end].sort_unstable_by(by_bound);
-            let ids: Vec<usize> = pool[start..end].iter().map(|p| p.1 as usize).collect();
+            if end < pool.len() {
+                pool[start..].select_nth_unstable_by(end - start, order);
+            }
+            pool[start..end].sort_unstable_by(order);
+            let ids: Vec<usize> = pool[start..end].iter().map(|p| p.image as usize).collect();
             scored.extend(exact_batch(store, query, &ids, opts.threads));
             start = end;
             scored.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             let frontier = pool[start..]
                 .iter()
-                .map(|p| p.0)
+                .map(|p| p.lower)
                 .fold(f32::INFINITY, f32::min);
             if start == pool.len() || lists_full(store, &scored, frontier, opts) {
                 certified = true;
@@ -339,39 +354,52 @@ impl SearchIndex {
         Some((scored, stats))
     }
 
-    /// Lower bounds on the distance of the images in `range` into `out`, from the integer
-    /// scan: with `qc ~ q.scale * q.code` (error norm `q.err`),
-    /// `(P Q).(s c) <= s q.scale (q.code . c) + q.err |s c|`.
-    fn scan(
-        &self,
-        q: &QueryCode,
-        qn: f32,
-        qperp: f32,
-        range: std::ops::Range<usize>,
-        out: &mut [f32],
-    ) {
+    /// Lower bounds on the distance of the images in `range` into `out.lower`, and the
+    /// estimated distances (the code term alone, no error terms) into `out.estimate`.
+    /// `integer` picks the int8 scan: with `qc ~ q.scale * q.code` (error norm `q.err`),
+    /// `(P Q).(s c) <= s q.scale (q.code . c) + q.err |s c|`; else the float-per-value loop,
+    /// `(P Q).(s c)` from the f32 query code.
+    fn scan(&self, q: &ScanQuery<'_>, range: std::ops::Range<usize>, out: ScanOut<'_>) {
         const BLOCK: usize = 512;
         let d = self.dims;
         let mut dots = [0i32; BLOCK];
+        let mut proj = [0f32; BLOCK];
         let mut at = range.start;
-        for chunk in out.chunks_mut(BLOCK) {
-            let n = chunk.len();
+        let chunks = out
+            .lower
+            .chunks_mut(BLOCK)
+            .zip(out.estimate.chunks_mut(BLOCK));
+        for (lower, estimate) in chunks {
+            let n = lower.len();
             let codes = self.codes.get(at * d..(at + n) * d).unwrap_or_default();
-            dots_i8(codes, &q.code, &mut dots[..n]);
-            for (k, (o, &dot)) in chunk.iter_mut().zip(&dots[..n]).enumerate() {
+            // (P Q).(s c) estimated, plus the slack of the query's own rounding
+            if q.integer {
+                dots_i8(codes, &q.code.code, &mut dots[..n]);
+                for (k, (p, &dot)) in proj[..n].iter_mut().zip(&dots[..n]).enumerate() {
+                    *p = self.scale[at + k] * q.code.scale * dot as f32;
+                }
+            } else {
+                dots_f32(codes, q.projected, &mut proj[..n]);
+                for (k, p) in proj[..n].iter_mut().enumerate() {
+                    *p *= self.scale[at + k];
+                }
+            }
+            let rounding = if q.integer { q.code.err } else { 0.0 };
+            for (k, ((lo, est), &p)) in lower.iter_mut().zip(estimate).zip(&proj[..n]).enumerate() {
                 let i = at + k;
-                let bound = self.scale[i] * q.scale * dot as f32
-                    + q.err * self.code_norm[i]
-                    + qn * self.code_err[i]
-                    + qperp * self.residual[i];
-                *o = 1.0 - bound - MARGIN;
+                let bound = p
+                    + rounding * self.code_norm[i]
+                    + q.qn * self.code_err[i]
+                    + q.qperp * self.residual[i];
+                *lo = 1.0 - bound - MARGIN;
+                *est = 1.0 - p;
             }
             at += n;
         }
     }
 
-    /// Lower bounds of every image from the projected query `qc` (`dims` values), on `threads`
-    /// threads; `integer` picks the int8 scan, else the float-per-value baseline loop.
+    /// Lower bounds and estimated distances of every image from the projected query `qc`
+    /// (`dims` values), on `threads` threads; `integer` picks the int8 scan.
     fn lower_bounds(
         &self,
         qc: &[f32],
@@ -379,52 +407,39 @@ impl SearchIndex {
         qperp: f32,
         threads: usize,
         integer: bool,
-    ) -> Vec<f32> {
+    ) -> (Vec<f32>, Vec<f32>) {
         let n = self.len();
-        let q = QueryCode::new(qc);
+        let q = ScanQuery {
+            code: QueryCode::new(qc),
+            projected: qc,
+            qn,
+            qperp,
+            integer,
+        };
         let mut lower = vec![0.0f32; n];
+        let mut estimate = vec![0.0f32; n];
         std::thread::scope(|s| {
-            let mut rest: &mut [f32] = &mut lower;
+            let mut rest_l: &mut [f32] = &mut lower;
+            let mut rest_e: &mut [f32] = &mut estimate;
             for range in ranges(n, threads) {
-                let (out, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
-                rest = tail;
+                let (l, tail) = std::mem::take(&mut rest_l).split_at_mut(range.len());
+                rest_l = tail;
+                let (e, tail) = std::mem::take(&mut rest_e).split_at_mut(range.len());
+                rest_e = tail;
                 let q = &q;
                 s.spawn(move || {
-                    if integer {
-                        self.scan(q, qn, qperp, range, out);
-                    } else {
-                        self.scan_f32(qc, qn, qperp, range, out);
-                    }
+                    self.scan(
+                        q,
+                        range,
+                        ScanOut {
+                            lower: l,
+                            estimate: e,
+                        },
+                    )
                 });
             }
         });
-        lower
-    }
-
-    /// The earlier float scan (f32 query code times each int8 value converted to f32).
-    fn scan_f32(
-        &self,
-        qc: &[f32],
-        qn: f32,
-        qperp: f32,
-        range: std::ops::Range<usize>,
-        out: &mut [f32],
-    ) {
-        const BLOCK: usize = 512;
-        let d = self.dims;
-        let mut dots = [0f32; BLOCK];
-        let mut at = range.start;
-        for chunk in out.chunks_mut(BLOCK) {
-            let n = chunk.len();
-            let codes = self.codes.get(at * d..(at + n) * d).unwrap_or_default();
-            dots_f32(codes, qc, &mut dots[..n]);
-            for (k, (o, &dot)) in chunk.iter_mut().zip(&dots[..n]).enumerate() {
-                let i = at + k;
-                let bound = self.scale[i] * dot + qn * self.code_err[i] + qperp * self.residual[i];
-                *o = 1.0 - bound - MARGIN;
-            }
-            at += n;
-        }
+        (lower, estimate)
     }
 
     /// An index of `n` seeded random codes of `dims` values (bound terms all 1/dims): for
@@ -459,11 +474,11 @@ impl SearchIndex {
     /// Returns the lower bounds (for a checksum) and the time (ms). For benchmarks.
     pub fn time_scan(&self, projected: &[f32], threads: usize, integer: bool) -> (Vec<f32>, f64) {
         let t = Instant::now();
-        let lower = self.lower_bounds(projected, 0.5, 0.5, threads, integer);
+        let (lower, _) = self.lower_bounds(projected, 0.5, 0.5, threads, integer);
         (lower, t.elapsed().as_secs_f64() * 1000.0)
     }
 
-    /// Times the integer scan plus the selection of the `cap` smallest bounds (the part of a
+    /// Times the integer scan plus the selection of the `cap` smallest estimates (the part of a
     /// capped search before its exact re-rank). Returns the selected images and the time (ms).
     pub fn time_scan_select(
         &self,
@@ -472,8 +487,8 @@ impl SearchIndex {
         cap: usize,
     ) -> (Vec<u32>, f64) {
         let t = Instant::now();
-        let lower = self.lower_bounds(projected, 0.5, 0.5, threads, true);
-        let mut pool: Vec<(f32, u32)> = lower
+        let (_, estimate) = self.lower_bounds(projected, 0.5, 0.5, threads, true);
+        let mut pool: Vec<(f32, u32)> = estimate
             .iter()
             .enumerate()
             .map(|(i, &b)| (b, i as u32))
@@ -485,6 +500,30 @@ impl SearchIndex {
         let ids = pool[..cap].iter().map(|p| p.1).collect();
         (ids, t.elapsed().as_secs_f64() * 1000.0)
     }
+}
+
+/// An image waiting for its exact score: the order key (lower bound or estimate) and its
+/// lower bound.
+#[derive(Clone, Copy)]
+struct Candidate {
+    key: f32,
+    lower: f32,
+    image: u32,
+}
+
+/// The query as the scan reads it.
+struct ScanQuery<'a> {
+    code: QueryCode,
+    projected: &'a [f32],
+    qn: f32,
+    qperp: f32,
+    integer: bool,
+}
+
+/// One scan worker's output slices (one range of images).
+struct ScanOut<'a> {
+    lower: &'a mut [f32],
+    estimate: &'a mut [f32],
 }
 
 /// One coding worker's output slices (one range of images).

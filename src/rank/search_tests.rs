@@ -47,19 +47,24 @@ fn lower_bounds_never_exceed_exact_distances() {
         let q2: f64 = full.iter().map(|&x| f64::from(x).powi(2)).sum();
         let qc2: f64 = qc.iter().map(|&x| f64::from(x).powi(2)).sum();
         let qperp = ((q2 - qc2).max(0.0) + RESIDUAL_SLACK).sqrt() as f32;
-        let mut lower = vec![0.0; store.len()];
-        ix.scan(
-            &QueryCode::new(&qc),
-            qc2.sqrt() as f32,
-            qperp,
-            0..store.len(),
-            &mut lower,
-        );
+        let (lower, estimate) = ix.lower_bounds(&qc, qc2.sqrt() as f32, qperp, 2, true);
+        let (lower_f32, _) = ix.lower_bounds(&qc, qc2.sqrt() as f32, qperp, 2, false);
+        for (i, (lb, est)) in lower.iter().zip(&estimate).enumerate() {
+            // the estimate drops only non-negative error terms
+            assert!(
+                lb < est,
+                "dims {dims} image {i}: bound {lb} >= estimate {est}"
+            );
+        }
         let mut buf = Vec::new();
         let mut worst_gap = f32::INFINITY;
-        for (i, lb) in lower.iter().enumerate() {
+        for (i, (lb, lf)) in lower.iter().zip(&lower_f32).enumerate() {
             let d = exact_distance(&store, &q, i, &mut buf);
             assert!(*lb <= d, "dims {dims} image {i}: bound {lb} > exact {d}");
+            assert!(
+                *lf <= d,
+                "dims {dims} image {i}: float-loop bound {lf} > exact {d}"
+            );
             worst_gap = worst_gap.min(d - lb);
         }
         if dims == 768 {
@@ -224,5 +229,65 @@ fn the_cap_is_opt_in_and_keeps_the_top_5_on_a_small_gallery() {
             top_syndromes(&store, &flat, 5, None),
             "query {qi}"
         );
+    }
+}
+
+#[test]
+fn a_matcher_indexes_large_galleries_only_and_ranks_as_the_flat_scan() {
+    use crate::rank::indexed::{Matcher, INDEX_MIN_IMAGES};
+    // one model x 4 views x 16 values: a gallery at the index threshold stays small
+    let slots: Vec<(usize, usize)> = (0..4).map(|_| (0, 16)).collect();
+    let keys: Vec<_> = (0..4)
+        .map(|s| {
+            let mut k = spec("m0", s % 2 == 1, 16);
+            k.key.gray = s >= 2;
+            k
+        })
+        .collect();
+    let model = Model::new(&slots, 40, 31);
+    let views = |v: Vec<Vec<f32>>| Embeddings {
+        entries: v
+            .into_iter()
+            .enumerate()
+            .map(|(s, v)| (key("m0", s % 2 == 1, s >= 2), v))
+            .collect(),
+    };
+    let mut g = Gallery::new("b", "v", keys, Storage::I8).unwrap();
+    let mut rng = Rng::new(32);
+    for i in 0..INDEX_MIN_IMAGES {
+        let case = Case {
+            image_id: format!("img{i}"),
+            subject: Some(format!("p{}", i / 2)),
+            syndrome: format!("S{}", i % 40),
+            genes: vec![(format!("G{}", i % 40 / 3), None)],
+            ..Case::default()
+        };
+        g.add(&case, &views(model.image(i % 40, i as u64 / 2, &mut rng)))
+            .unwrap();
+    }
+    let small = {
+        let mut s = Gallery::new("b", "v", g.keys().to_vec(), Storage::I8).unwrap();
+        let case = Case {
+            image_id: "one".into(),
+            syndrome: "S0".into(),
+            ..Case::default()
+        };
+        s.add(&case, &views(model.image(0, 1, &mut rng))).unwrap();
+        s
+    };
+    assert!(Matcher::new(&small, 2).index().is_none());
+    let matcher = Matcher::new(&g, 2);
+    assert!(matcher.index().is_some(), "{} images", g.len());
+    let opts = RankOptions {
+        top: 5,
+        same_patient_threshold: Some(0.02),
+    };
+    for qi in 0..3 {
+        let q = views(model.image(qi * 7, 1 << 40, &mut rng));
+        let (got, report) = matcher.rank(&q, &opts).unwrap();
+        assert_eq!(report.path, SearchPath::Indexed);
+        assert!(report.stats.certified);
+        assert_eq!(got, rank(&q, &g, &opts).unwrap(), "query {qi}");
+        assert_eq!(got.syndromes.len(), 5);
     }
 }
