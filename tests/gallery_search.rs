@@ -130,6 +130,8 @@ fn bench_reports_the_search_path() {
         demo_bundle().as_os_str(),
         "--gallery-size".as_ref(),
         "30000".as_ref(),
+        "--search-cap".as_ref(),
+        "3000".as_ref(),
         "--repeat".as_ref(),
         "1".as_ref(),
         "--json".as_ref(),
@@ -145,4 +147,35 @@ fn bench_reports_the_search_path() {
         "{out}"
     );
     assert!(v["rank_ms"].as_f64().unwrap_or(-1.0) >= 0.0, "{out}");
+    let capped = &search["capped"];
+    assert_eq!(capped["max_exact"], 3000, "{out}");
+    let queries = search["queries"].as_u64().unwrap_or(0);
+    let same = capped["same_top5_syndromes"].as_u64().unwrap_or(u64::MAX);
+    let certified = capped["certified"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        queries >= 1 && same <= queries && certified <= queries,
+        "{out}"
+    );
+    assert!(capped["rank_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{out}");
+}
+
+#[test]
+fn a_search_cap_needs_an_indexed_gallery() {
+    for (size, cap, says) in [
+        ("1000", "500", "at least 20000"),
+        ("30000", "0", "at least 1"),
+    ] {
+        let o = util::run([
+            "bench".as_ref(),
+            "--bundle".as_ref(),
+            demo_bundle().as_os_str(),
+            "--gallery-size".as_ref(),
+            size.as_ref(),
+            "--search-cap".as_ref(),
+            cap.as_ref(),
+        ]);
+        let (code, out, err) = util::parts(&o);
+        assert_eq!(code, 2, "{out}\n{err}");
+        assert!(err.contains("--search-cap") && err.contains(says), "{err}");
+    }
 }

@@ -49,6 +49,10 @@ fn child_args(a: &BenchArgs, threads: usize) -> Vec<std::ffi::OsString> {
     v.push(threads.to_string().into());
     v.push("--gallery-size".into());
     v.push(a.gallery_size.to_string().into());
+    if let Some(cap) = a.search_cap {
+        v.push("--search-cap".into());
+        v.push(cap.to_string().into());
+    }
     v.push("--repeat".into());
     v.push(a.repeat.to_string().into());
     if a.cache.no_cache {

@@ -11,9 +11,8 @@ use std::fmt::Write as _;
 
 use gestalt_edge::embed::Embeddings;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
-use gestalt_edge::rank::search::IndexParams;
 use gestalt_edge::rank::synthetic::{Model, Rng};
-use gestalt_edge::rank::{self, GalleryIndex, RankOptions, SearchPath};
+use gestalt_edge::rank::{self, Matcher, RankOptions, SearchPath};
 
 /// The generative model behind [`synthetic_gallery`] for these keys and size (keys of one
 /// model share centroids), so queries of new patients can be drawn from it.
@@ -109,6 +108,22 @@ pub struct SearchBench {
     pub certified: bool,
     /// Every query's ranking equal to the flat scan's (checked, not assumed).
     pub same_top5_as_flat: bool,
+    /// The capped search, when asked for (`bench --search-cap N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped: Option<CappedBench>,
+}
+
+/// A capped indexed search (at most `max_exact` exact scores) on the same queries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CappedBench {
+    /// The cap on exact scores.
+    pub max_exact: usize,
+    /// Median ranking time (ms).
+    pub rank_ms: f64,
+    /// Queries whose top-5 syndromes equal the flat scan's.
+    pub same_top5_syndromes: usize,
+    /// Queries whose result the bounds still proved.
+    pub certified: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -117,21 +132,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `queries` rankings of new patients (seeded) against `gallery`, made by
-/// [`synthetic_gallery`] with the same `keys` and `seed`: flat scan against the index.
+/// [`synthetic_gallery`] with the same `keys` and `seed`: the flat scan against the product's
+/// path ([`Matcher`]), and with `max_exact` also a capped indexed search.
 pub fn search_bench(
     gallery: &Gallery,
     keys: &[KeySpec],
     seed: u64,
     threads: usize,
     queries: usize,
+    max_exact: Option<usize>,
 ) -> gestalt_edge::Result<SearchBench> {
     let t = std::time::Instant::now();
-    let use_index = gallery.len() >= rank::indexed::INDEX_MIN_IMAGES;
-    let params = IndexParams {
-        threads,
-        ..IndexParams::default()
-    };
-    let index = use_index.then(|| GalleryIndex::build(gallery, &params));
+    let matcher = Matcher::new(gallery, threads);
     let index_build_ms = t.elapsed().as_secs_f64() * 1000.0;
     let model = synthetic_model(keys, gallery.len(), seed);
     let n_syn = gallery.len() / 10 + 1;
@@ -140,8 +152,10 @@ pub fn search_bench(
         top: 5,
         same_patient_threshold: None,
     };
-    let (mut flat_ms, mut fast_ms, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut flat_ms, mut fast_ms, mut capped_ms, mut scored) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut certified, mut same) = (true, true);
+    let (mut capped_same, mut capped_certified) = (0, 0);
     for q in 0..queries.max(1) {
         let vectors = model.image(q * 7919 % n_syn, (1 << 40) + q as u64, &mut rng);
         let query = Embeddings {
@@ -151,16 +165,30 @@ pub fn search_bench(
         let flat = rank::rank(&query, gallery, &opts)?;
         flat_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = std::time::Instant::now();
-        let (fast, report) =
-            rank::rank_indexed(&query, gallery, index.as_ref(), &opts, threads, None)?;
+        let (fast, report) = matcher.rank(&query, &opts)?;
         fast_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         scored.push(report.stats.exact_scored as f64);
         certified &= report.stats.certified;
         same &= fast == flat;
+        if let (Some(cap), Some(ix)) = (max_exact, matcher.index()) {
+            let t = std::time::Instant::now();
+            let (got, report) =
+                rank::rank_indexed(&query, gallery, Some(ix), &opts, threads, Some(cap))?;
+            capped_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            capped_same += usize::from(got.syndromes == flat.syndromes);
+            capped_certified += usize::from(report.stats.certified);
+        }
     }
     let (rank_flat_ms, rank_indexed_ms) = (median(flat_ms), median(fast_ms));
+    let capped = (!capped_ms.is_empty()).then(|| CappedBench {
+        max_exact: max_exact.unwrap_or(0),
+        rank_ms: median(capped_ms),
+        same_top5_syndromes: capped_same,
+        certified: capped_certified,
+    });
+    let index = matcher.index();
     Ok(SearchBench {
-        path: if use_index {
+        path: if index.is_some() {
             SearchPath::Indexed
         } else {
             SearchPath::Flat
@@ -168,12 +196,13 @@ pub fn search_bench(
         images: gallery.len(),
         queries: queries.max(1),
         index_build_ms,
-        index_bytes_per_image: index.as_ref().map_or(0, |ix| ix.index().bytes_per_image()),
+        index_bytes_per_image: index.map_or(0, |ix| ix.index().bytes_per_image()),
         rank_flat_ms,
         rank_indexed_ms,
         speedup: rank_flat_ms / rank_indexed_ms.max(1e-9),
         exact_scored: median(scored) as usize,
         certified,
         same_top5_as_flat: same,
+        capped,
     })
 }
