@@ -37,9 +37,10 @@ const RESIDUAL_SLACK: f64 = 1e-4;
 
 /// Suggested cap on exact scores, opt-in only (see [`super::indexed::CAPPED_MIN_IMAGES`]):
 /// it keeps a 1M-image search near 100 ms (scan ~50 ms + re-rank of ~7.7k images ~26 ms).
-/// Recall is NOT established at scale: on a structured 200k-image gallery with 500 syndromes
-/// (more syndrome directions than the 256 code dims) no cap up to 16 000 gave the flat
-/// top-5 (0/20 queries); at 8k images / 60 syndromes a cap of 600 did (tests). A capped
+/// Recall is NOT good enough at scale for a default: on a structured 200k-image gallery with
+/// 500 syndromes (more syndrome directions than the 256 code dims) the flat top-5 came back
+/// for 9/20 queries at this cap and 15/20 at 16 000 (candidates by estimated distance; by
+/// lower bound it was 0/20); at 8k images / 60 syndromes a cap of 600 does (tests). A capped
 /// search whose bounds did not prove its result reports `certified: false`.
 pub const DEFAULT_MAX_EXACT: usize = 4096;
 
