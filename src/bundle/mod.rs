@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod calibrate;
 pub mod input;
 mod load;
 pub mod manifest;
