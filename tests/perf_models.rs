@@ -179,6 +179,10 @@ fn bench_reports_every_stage_on_the_demo_bundle() {
     let f = |k: &str| r[k].as_f64().unwrap();
     // the full photo holds every stage
     assert!(f("full_photo_ms") >= f("detect_ms") + f("embed_ms") + f("rank_ms") - 1.0);
+    // resident memory: never above the peak; what the hand-back released is not negative
+    assert!(f("rss_after_load_mb") > 0.0 && f("rss_after_load_mb") <= f("peak_rss_mb"));
+    assert!(f("rss_steady_mb") > 0.0 && f("rss_steady_mb") <= f("peak_rss_mb"));
+    assert!(f("rss_released_at_load_mb") >= 0.0, "{r}");
     // YuNet + 4 SFace passes: between 0.5 and 10 GMAC per photo
     assert!((0.5..10.0).contains(&f("gmac_per_photo")), "{r}");
     let c = &r["compare"];

@@ -105,6 +105,13 @@ struct Report {
     gmac_per_photo: f64,
     gmac_per_s: f64,
     peak_rss_mb: f64,
+    /// Resident memory right after the cold start (models, gallery, index), MB, once the
+    /// memory freed while loading is handed back (`bundle::release_freed_memory`).
+    rss_after_load_mb: f64,
+    /// What that hand-back released, MB (same process, just before).
+    rss_released_at_load_mb: f64,
+    /// Resident memory after the timed photos, MB: the steady state of a device.
+    rss_steady_mb: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     compare: Option<Compare>,
     /// Gallery search on the synthetic gallery: flat scan against the index (new-patient
@@ -139,10 +146,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Peak resident set size of this process in MB (`VmHWM`), 0 where /proc is missing.
 pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident memory now (VmRSS), in MB (0 where /proc is missing).
+pub fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A kB field of /proc/self/status in MB.
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -335,6 +352,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     let matcher = rank::Matcher::new(&gallery, threads);
     let gallery_load_ms = ms(t);
     let cold_start_ms = ms(t0);
+    let rss_untrimmed = rss_mb();
+    gestalt_edge::bundle::release_freed_memory();
+    let rss_after_load_mb = rss_mb();
 
     let opts = PipelineOptions::default();
     let rank_opts = RankOptions {
@@ -363,6 +383,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         runs.push(full(&b)?);
     }
     let peak = peak_rss_mb();
+    let rss_steady_mb = rss_mb();
 
     let (det, embs) = b.nets();
     let mut macs = 2 * det.macs();
@@ -401,6 +422,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         gmac_per_photo: gmac,
         gmac_per_s: gmac / (full_photo_ms / 1000.0).max(1e-9),
         peak_rss_mb: peak,
+        rss_after_load_mb,
+        rss_released_at_load_mb: rss_untrimmed - rss_after_load_mb,
+        rss_steady_mb,
         compare: None,
         gallery_search: None,
     };
@@ -455,7 +479,10 @@ fn print_report(r: &Report, json: bool) {
         "  {:<20} {:>10.1} GMAC/s ({:.1} GMAC per photo)",
         "compute", r.gmac_per_s, r.gmac_per_photo
     );
-    println!("  {:<20} {:>10.1} MB", "peak RSS", r.peak_rss_mb);
+    println!(
+        "  {:<20} {:>10.1} MB (after load {:.1} MB, {:.1} MB of it handed back; steady {:.1} MB)",
+        "peak RSS", r.peak_rss_mb, r.rss_after_load_mb, r.rss_released_at_load_mb, r.rss_steady_mb
+    );
     if let Some(c) = &r.compare {
         println!(
             "  embed: 1 thread {:.1} ms, {} threads {:.1} ms (x{:.2}), batched per model {:.1} ms (x{:.2} of threaded)",

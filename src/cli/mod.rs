@@ -93,6 +93,7 @@ impl Analyser {
             public_key(a)?.as_ref(),
         )?;
         compile_cmd::warn(&bundle);
+        gestalt_edge::bundle::release_freed_memory();
         let pipeline = PipelineOptions {
             face_choice: match a.face {
                 FaceArg::Best => FaceChoice::HighestScore,

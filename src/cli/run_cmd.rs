@@ -239,6 +239,8 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
     let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let matcher = Matcher::new(&gallery, analyser.threads);
+    // a device runs for days: hand back what loading the gallery and its index freed
+    gestalt_edge::bundle::release_freed_memory();
     let mut source = open_source(&a, &board, &analyser.limits)?;
 
     let mut screen: Box<dyn Screen> = match display::open_with(
