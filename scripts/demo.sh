@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 cargo build --release --locked
-bin=target/release/gestalt-edge
+bin="${CARGO_TARGET_DIR:-target}/release/gestalt-edge"
 mkdir -p demo-out
 "$bin" gallery build --bundle models/demo/bundle.toml --labels models/demo/labels.csv --out demo-out/demo.gallery
 "$bin" gallery inspect demo-out/demo.gallery
