@@ -13,7 +13,7 @@
 //! `GALLERY_SEARCH_REPORT=N cargo bench --bench gallery_search` first prints, in one run: the
 //! scan times and their ratio at 50k and 1M, and on a structured gallery of N images (e.g.
 //! 200000: ~1.3 GB) the capped search time and its recall (same top-5 syndromes as the flat
-//! scan) for several caps.
+//! scan) for several caps; `GALLERY_SEARCH_DIMS=N` sets that index's code length.
 
 use gestalt_edge::rank::search::{
     flat_scan, IndexParams, SearchIndex, SearchOptions, DEFAULT_MAX_EXACT,
@@ -140,8 +140,21 @@ fn report(n: usize) {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let index = SearchIndex::build(&store, &IndexParams::default());
-    println!("  index built in {:.1} s", t.elapsed().as_secs_f64());
+    // GALLERY_SEARCH_DIMS=N: a longer or shorter code for the report (default 256)
+    let dims = std::env::var("GALLERY_SEARCH_DIMS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DIMS);
+    let params = IndexParams {
+        dims,
+        ..IndexParams::default()
+    };
+    let index = SearchIndex::build(&store, &params);
+    println!(
+        "  index of {} int8 values per image built in {:.1} s",
+        index.dims(),
+        t.elapsed().as_secs_f64()
+    );
     let queries: Vec<_> = (0..20u64)
         .map(|k| {
             let mut rng = Rng::new(1000 + k);
