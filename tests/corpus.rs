@@ -454,19 +454,23 @@ fn a_collage_of_six_portraits_reports_six_faces_and_analyses_one() {
     );
 }
 
+/// A fuzz target's check: any bytes, no panic.
+type Check = fn(&[u8]);
+
+/// The fuzz targets and the checks they run (fuzz/replay.rs).
+const FUZZ_TARGETS: [(&str, Check); 4] = [
+    ("gallery_from_bytes", replay::gallery_from_bytes),
+    ("manifest_parse", replay::manifest_parse),
+    ("reference_csv", replay::reference_csv),
+    ("image_to_top5", replay::image_to_top5),
+];
+
 /// Every committed fuzz seed and every saved crash (fuzz/regressions/TARGET/, one file per
 /// crash the fuzzers found) replays through the fuzz targets' own checks without a panic.
 #[test]
 fn fuzz_seeds_and_saved_crashes_replay_without_panics() {
-    type Check = fn(&[u8]);
-    let targets: [(&str, Check); 4] = [
-        ("gallery_from_bytes", replay::gallery_from_bytes),
-        ("manifest_parse", replay::manifest_parse),
-        ("reference_csv", replay::reference_csv),
-        ("image_to_top5", replay::image_to_top5),
-    ];
     let mut seeds = 0;
-    for (name, check) in targets {
+    for (name, check) in FUZZ_TARGETS {
         for kind in ["seeds", "regressions"] {
             let dir = root().join("fuzz").join(kind).join(name);
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -491,13 +495,6 @@ fn fuzz_seeds_and_saved_crashes_replay_without_panics() {
 /// fuzz/regressions/image_to_top5/. A failing input is written under target/ for replay.
 #[test]
 fn seeded_mutations_of_the_fuzz_seeds_never_panic() {
-    type Check = fn(&[u8]);
-    let targets: [(&str, Check); 4] = [
-        ("gallery_from_bytes", replay::gallery_from_bytes),
-        ("manifest_parse", replay::manifest_parse),
-        ("reference_csv", replay::reference_csv),
-        ("image_to_top5", replay::image_to_top5),
-    ];
     const PER_SEED: usize = 1500;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rnd = move || {
@@ -507,7 +504,7 @@ fn seeded_mutations_of_the_fuzz_seeds_never_panic() {
         x
     };
     let mut runs = 0;
-    for (name, check) in targets {
+    for (name, check) in FUZZ_TARGETS {
         let dir = root().join("fuzz/seeds").join(name);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
