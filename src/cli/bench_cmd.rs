@@ -435,7 +435,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         report.compare = Some(compare_embedding(&mut b, &backend, threads, &face)?);
     }
     report.gallery_search = Some(super::bench_gallery::search_bench(
-        &gallery,
+        &matcher,
         &keys,
         1,
         threads,

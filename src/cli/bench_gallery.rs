@@ -131,20 +131,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Times `queries` rankings of new patients (seeded) against `gallery`, made by
+/// Times `queries` rankings of new patients (seeded) against the matcher's gallery, made by
 /// [`synthetic_gallery`] with the same `keys` and `seed`: the flat scan against the product's
-/// path ([`Matcher`]), and with `max_exact` also a capped indexed search.
+/// path (`matcher`), and with `max_exact` also a capped indexed search.
 pub fn search_bench(
-    gallery: &Gallery,
+    matcher: &Matcher<'_>,
     keys: &[KeySpec],
     seed: u64,
     threads: usize,
     queries: usize,
     max_exact: Option<usize>,
 ) -> gestalt_edge::Result<SearchBench> {
-    let t = std::time::Instant::now();
-    let matcher = Matcher::new(gallery, threads);
-    let index_build_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let gallery = matcher.gallery();
     let model = synthetic_model(keys, gallery.len(), seed);
     let n_syn = gallery.len() / 10 + 1;
     let mut rng = Rng::new(seed ^ 0x0e11);
@@ -195,7 +193,7 @@ pub fn search_bench(
         },
         images: gallery.len(),
         queries: queries.max(1),
-        index_build_ms,
+        index_build_ms: index.map_or(0.0, |ix| ix.build_ms),
         index_bytes_per_image: index.map_or(0, |ix| ix.index().bytes_per_image()),
         rank_flat_ms,
         rank_indexed_ms,
