@@ -64,9 +64,35 @@ pub struct Calibration {
     pub float_embeddings: Vec<Embeddings>,
     /// Photos not used, and why.
     pub skipped: Vec<Skipped>,
+    /// The calibration folder (named in errors).
+    pub source: PathBuf,
 }
 
-/// Runs the float bundle over `photos`. An error when no photo shows a face it detects.
+impl Calibration {
+    /// An error unless some photo showed a face the float bundle detects: the embedders
+    /// cannot be calibrated without one.
+    pub fn require_faces(&self) -> Result<()> {
+        if !self.faces.is_empty() {
+            return Ok(());
+        }
+        let unreadable = self
+            .skipped
+            .iter()
+            .filter(|s| matches!(s, Skipped::Unreadable(_)))
+            .count();
+        Err(Error::bundle(
+            &self.source,
+            format!(
+                "none of the {} calibration photos shows a face the float bundle detects",
+                self.detector_inputs.len() + unreadable
+            ),
+        ))
+    }
+}
+
+/// Runs the float bundle over `photos` (from the folder `source`). Photos it cannot read or
+/// finds no face in are listed in [`Calibration::skipped`]; [`quantize_bundle`] refuses a
+/// calibration without faces ([`Calibration::require_faces`]).
 pub fn calibrate(float: &Bundle, photos: &[PathBuf], source: &Path) -> Result<Calibration> {
     let opts = PipelineOptions::default();
     let det = &float.manifest.detector;
@@ -75,6 +101,7 @@ pub fn calibrate(float: &Bundle, photos: &[PathBuf], source: &Path) -> Result<Ca
         faces: Vec::new(),
         float_embeddings: Vec::new(),
         skipped: Vec::new(),
+        source: source.to_path_buf(),
     };
     for p in photos {
         let Ok(frame) = capture::load_image(p, &Limits::default()) else {
@@ -92,15 +119,6 @@ pub fn calibrate(float: &Bundle, photos: &[PathBuf], source: &Path) -> Result<Ca
             Err(Error::NoFace { .. }) => c.skipped.push(Skipped::NoFace(p.clone())),
             Err(e) => return Err(e),
         }
-    }
-    if c.faces.is_empty() {
-        return Err(Error::bundle(
-            source,
-            format!(
-                "none of the {} calibration photos shows a face the float bundle detects",
-                photos.len()
-            ),
-        ));
     }
     Ok(c)
 }
@@ -217,6 +235,7 @@ pub fn quantize_bundle(
         threads,
     } = *settings;
     let options = &options;
+    calib.require_faces()?;
     if !(0.0..0.5).contains(&clip) {
         return Err(Error::Usage("the clip fraction must be in [0, 0.5)".into()));
     }
@@ -427,6 +446,29 @@ mod tests {
         // one face: no ranking
         let one = agreement(&names, &f[..1], &f[..1]);
         assert_eq!((one.same_top1, one.top5_overlap), (None, None));
+    }
+
+    #[test]
+    fn a_calibration_without_faces_is_refused_and_counts_every_photo() {
+        let mut c = Calibration {
+            detector_inputs: vec![vec![0.0; 3]; 2],
+            faces: Vec::new(),
+            float_embeddings: Vec::new(),
+            skipped: vec![
+                Skipped::Unreadable("a.jpg".into()),
+                Skipped::NoFace("b.jpg".into()),
+                Skipped::NoFace("c.jpg".into()),
+            ],
+            source: "calib".into(),
+        };
+        let err = c.require_faces().unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+        assert!(
+            err.to_string().contains("none of the 3 calibration photos"),
+            "{err}"
+        );
+        c.faces.push(("d.jpg".into(), RgbImage::new(112, 112)));
+        assert!(c.require_faces().is_ok());
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
             ),
         }
     }
+    calib.require_faces()?;
     eprintln!(
         "calibrating on {} photos ({} faces x TTA views)",
         calib.detector_inputs.len(),
