@@ -17,7 +17,7 @@ use gestalt_edge::bundle::{bundle_id, input, ChannelOrder, InputSpec, Manifest};
 use gestalt_edge::capture::{self, Limits};
 use gestalt_edge::detect::{self, yunet, FaceChoice};
 use gestalt_edge::embed::{self, Embeddings, Key};
-use gestalt_edge::eval::reference::EncodingTable;
+use gestalt_edge::gmdb::reference::EncodingTable;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::rank::{self, RankOptions};
 

@@ -7,7 +7,7 @@ mod util;
 
 use std::path::{Path, PathBuf};
 
-use gestalt_edge::eval::reference::{EncodingTable, ImageList};
+use gestalt_edge::gmdb::reference::{EncodingTable, ImageList};
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::rank::{self, RankOptions};
 use serde_json::Value;
@@ -133,7 +133,7 @@ fn ranked_lists_are_identical_to_python() {
         let test = ImageList::read(&golden(test)).unwrap();
         for split in exp[setting]["splits"].as_array().unwrap() {
             let s = split["split"].as_u64().map(|x| x as u32);
-            let keep = |r: &&gestalt_edge::eval::reference::ImageRow| {
+            let keep = |r: &&gestalt_edge::gmdb::reference::ImageRow| {
                 s.is_none() || r.split.is_none() || r.split == s
             };
             let mut g = Gallery::new("t", "t", enc.keys.clone(), Storage::F16).unwrap();

@@ -8,8 +8,8 @@ mod util;
 
 use std::path::Path;
 
-use gestalt_edge::bundle::cache::{CacheStatus, ModelCache, ENTRY_EXT};
-use gestalt_edge::bundle::synth::{self, Arch};
+use gestalt_edge::engine::cache::{CacheStatus, ModelCache, ENTRY_EXT};
+use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::bundle::{Bundle, LoadOptions, Net};
 use gestalt_edge::capture::{load_image, Limits};
 use gestalt_edge::pipeline::{self, PipelineOptions};

@@ -6,18 +6,9 @@
 //! before use, and the bundle id (a hash of the manifest's content, which includes every
 //! model's sha256) ties galleries and results to the exact models that made them.
 
-pub mod backend;
-pub mod cache;
-pub mod calibrate;
 pub mod input;
 mod load;
 pub mod manifest;
-mod net;
-#[cfg(feature = "ort")]
-mod ort_net;
-pub mod profile;
-pub mod quantize;
-pub mod synth;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-pub use backend::{Backend, OrtOptions, OrtThreading};
+use crate::engine::{self as backend, cache};
+pub use crate::engine::{Backend, Net, OrtOptions, OrtThreading};
 pub use manifest::{
     ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
 };
-pub use net::Net;
 
 use crate::detect::{self, retinaface, yunet, Detection};
 use crate::embed::{self, Embeddings, Key};

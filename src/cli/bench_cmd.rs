@@ -16,7 +16,7 @@ use gestalt_edge::pipeline::{self, PipelineOptions};
 use gestalt_edge::rank::{self, RankOptions};
 use gestalt_edge::{Error, Result};
 
-use super::bench_gallery::synthetic_gallery;
+use gestalt_edge::tools::gallery::synthetic_gallery;
 use super::engine::EngineArg;
 
 /// Inference engine.
@@ -93,7 +93,7 @@ struct Report {
     /// Models loaded side by side during the cold start.
     load_threads: usize,
     /// Per model (detector, then embedders): hit, written, rebuilt, disabled, not_written.
-    model_cache: Vec<gestalt_edge::bundle::cache::CacheStatus>,
+    model_cache: Vec<gestalt_edge::engine::cache::CacheStatus>,
     model_load_ms: f64,
     gallery_load_ms: f64,
     detect_ms: f64,
@@ -117,7 +117,7 @@ struct Report {
     /// Gallery search on the synthetic gallery: flat scan against the index (new-patient
     /// queries from the gallery's generative model).
     #[serde(skip_serializing_if = "Option::is_none")]
-    gallery_search: Option<super::bench_gallery::SearchBench>,
+    gallery_search: Option<gestalt_edge::tools::gallery::SearchBench>,
 }
 
 /// Embedding-stage variants measured in one run.
@@ -434,7 +434,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         });
         report.compare = Some(compare_embedding(&mut b, &backend, threads, &face)?);
     }
-    report.gallery_search = Some(super::bench_gallery::search_bench(
+    report.gallery_search = Some(gestalt_edge::tools::gallery::search_bench(
         &matcher,
         &keys,
         1,

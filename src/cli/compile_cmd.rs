@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use gestalt_edge::bundle::cache::{CacheReport, CacheStatus};
+use gestalt_edge::engine::cache::{CacheReport, CacheStatus};
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::{Error, Result};
 

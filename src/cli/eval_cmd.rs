@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use gestalt_edge::bundle::input::resize_bilinear;
 use gestalt_edge::embed::Embeddings;
-use gestalt_edge::eval::reference::{self, id_prefix, EncodingTable, ImageList, SyndromeTable};
+use gestalt_edge::gmdb::reference::{self, id_prefix, EncodingTable, ImageList, SyndromeTable};
 use gestalt_edge::eval::{plot, protocol, verify, EvalOptions, EvalReport, PAPER_KS};
 use gestalt_edge::gallery::Storage;
 use gestalt_edge::{Error, Result};

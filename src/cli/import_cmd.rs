@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use gestalt_edge::bundle;
 use gestalt_edge::embed::Key;
-use gestalt_edge::eval::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
-use gestalt_edge::gallery::import::{import, parse_mapping, ImportRequest};
+use gestalt_edge::gmdb::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
+use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
 use gestalt_edge::gallery::{KeySpec, Storage};
 use gestalt_edge::Result;
 

@@ -4,7 +4,6 @@
 pub mod args;
 mod bench_backends;
 mod bench_cmd;
-mod bench_gallery;
 mod compile_cmd;
 mod engine;
 mod eval_cmd;

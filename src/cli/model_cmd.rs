@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gestalt_edge::bundle::synth::{self, Arch};
+use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::{Error, Result};
 
 /// Model tools.
@@ -91,7 +91,7 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
 fn profile_cmd(a: ProfileArgs) -> Result<i32> {
     let bytes = std::fs::read(&a.model)
         .map_err(|e| Error::bundle(&a.model, format!("cannot read: {e}")))?;
-    let p = gestalt_edge::bundle::profile::profile(&a.model, &bytes, a.width, a.height, a.passes)?;
+    let p = gestalt_edge::tools::profile::profile(&a.model, &bytes, a.width, a.height, a.passes)?;
     if a.json {
         println!(
             "{}",

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gestalt_edge::bundle::calibrate::{self, Agreement, QuantizeSettings, Skipped};
+use gestalt_edge::tools::calibrate::{self, Agreement, QuantizeSettings, Skipped};
 use gestalt_edge::bundle::{quantize, Bundle, LoadOptions};
 use gestalt_edge::{Error, Result};
 

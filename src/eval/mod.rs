@@ -8,11 +8,9 @@
 //! `predict` does. Errors in the data files are [`crate::Error::Gallery`] (exit code 6)
 //! naming the file and line; photos that cannot be read are [`crate::Error::Image`] (4).
 
-pub mod genes;
 pub mod metric;
 pub mod plot;
 pub mod protocol;
-pub mod reference;
 pub mod verify;
 
 pub use metric::{Outcome, PAPER_KS};

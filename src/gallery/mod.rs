@@ -8,7 +8,6 @@
 //! and i8 vector storage.
 
 pub mod format;
-pub mod import;
 pub mod io;
 pub mod quant;
 

@@ -199,7 +199,7 @@ impl Net {
         height: u32,
         outputs: &[String],
         batch: usize,
-        plan: super::backend::OrtPlan,
+        plan: super::OrtPlan,
     ) -> Result<Net> {
         let shape = [batch.max(1), 3, height as usize, width as usize];
         let (net, outputs) =

@@ -19,7 +19,7 @@ use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBui
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType};
 
-use super::backend::OrtPlan;
+use super::OrtPlan;
 use crate::{Error, Result};
 
 /// The process's onnxruntime: where the library came from and its environment.

@@ -1,6 +1,6 @@
 //! Synthetic galleries for benchmarks: `n` images with seeded structured vectors under the
 //! given keys (syndrome centroids + subject offsets + view noise, see
-//! `gestalt_edge::rank::synthetic`), built through `Gallery::new` + `Gallery::add` and encoded
+//! `crate::rank::synthetic`), built through `Gallery::new` + `Gallery::add` and encoded
 //! by `Gallery::to_bytes`, so they go through the same checks and file layout as any other
 //! gallery; and the gallery-search measurement (flat scan against the index) on them.
 //!
@@ -9,10 +9,10 @@
 
 use std::fmt::Write as _;
 
-use gestalt_edge::embed::Embeddings;
-use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
-use gestalt_edge::rank::synthetic::{Model, Rng};
-use gestalt_edge::rank::{self, Matcher, RankOptions, SearchPath};
+use crate::embed::Embeddings;
+use crate::gallery::{Case, Gallery, KeySpec, Storage};
+use crate::rank::synthetic::{Model, Rng};
+use crate::rank::{self, Matcher, RankOptions, SearchPath};
 
 /// The generative model behind [`synthetic_gallery`] for these keys and size (keys of one
 /// model share centroids), so queries of new patients can be drawn from it.
@@ -141,7 +141,7 @@ pub fn search_bench(
     threads: usize,
     queries: usize,
     max_exact: Option<usize>,
-) -> gestalt_edge::Result<SearchBench> {
+) -> crate::Result<SearchBench> {
     let gallery = matcher.gallery();
     let model = synthetic_model(keys, gallery.len(), seed);
     let n_syn = gallery.len() / 10 + 1;

@@ -18,7 +18,7 @@ use std::path::Path;
 use prost::Message;
 use tract_onnx::pb;
 
-use super::Net;
+use crate::engine::Net;
 use crate::{Error, Result};
 
 /// What [`quantize`] did.
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn options_choose_what_is_quantized_and_how() {
-        use crate::bundle::synth::{synth, Arch};
+        use crate::tools::synth::{synth, Arch};
         let s = synth(Arch::RetinafaceMnet025, 3);
         let path = Path::new("det.onnx");
         let (_, names) = calibration_model(&s.onnx, path).unwrap();

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use super::quantize::{self, QuantOptions, QuantStats};
-use super::{input, Bundle, LoadOptions, Net};
+use crate::bundle::{input, Bundle, LoadOptions};
+use crate::engine::Net;
 use crate::capture::{self, Limits};
 use crate::embed::Embeddings;
 use crate::pipeline::{self, PipelineOptions};
@@ -269,7 +270,7 @@ pub fn quantize_bundle(
         clip,
     )?;
     manifest.detector.file = int8_name(&det.file);
-    manifest.detector.sha256 = super::sha256_hex(&q);
+    manifest.detector.sha256 = crate::bundle::sha256_hex(&q);
     super::synth::write_atomic(&staging.path().join(&manifest.detector.file), &q)?;
     drop(q);
     models.push(ModelReport {
@@ -293,7 +294,7 @@ pub fn quantize_bundle(
             clip,
         )?;
         manifest.embedders[i].file = int8_name(&e.file);
-        manifest.embedders[i].sha256 = super::sha256_hex(&q);
+        manifest.embedders[i].sha256 = crate::bundle::sha256_hex(&q);
         super::synth::write_atomic(&staging.path().join(&manifest.embedders[i].file), &q)?;
         drop(q);
         models.push(ModelReport {

@@ -8,7 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Net;
+pub mod cache;
+mod net;
+#[cfg(feature = "ort")]
+mod ort_net;
+
+pub use net::Net;
+
 use crate::Result;
 
 /// Inference engine for every network of a bundle.
@@ -110,24 +116,6 @@ pub(crate) fn ort_missing() -> crate::Error {
     crate::Error::Usage(
         "the onnxruntime backend needs a build with the `ort` cargo feature (cargo build --features ort)"
             .into(),
-    )
-}
-
-/// Loads one model of a bundle job on onnxruntime (input batch 1).
-pub(crate) fn load_ort(
-    library: &Path,
-    path: &Path,
-    bytes: &[u8],
-    job: &super::load::ModelJob<'_>,
-    plan: OrtPlan,
-) -> Result<Net> {
-    load_net(
-        &NetEngine::Ort(library, plan),
-        path,
-        bytes,
-        (job.width, job.height),
-        &job.outputs,
-        1,
     )
 }
 

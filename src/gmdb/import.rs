@@ -17,9 +17,9 @@
 
 use std::collections::HashMap;
 
-use super::{Case, Gallery, KeySpec, Storage};
+use crate::gallery::{Case, Gallery, KeySpec, Storage};
 use crate::embed::{Embeddings, Key};
-use crate::eval::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
+use super::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
 use crate::{Error, Result};
 
 /// Parses one `REFMODEL=EMBEDDER` mapping.

@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_synthesized_net_is_profiled() {
-        let s = crate::bundle::synth::synth(crate::bundle::synth::Arch::RetinafaceMnet025, 1);
+        let s = crate::tools::synth::synth(crate::tools::synth::Arch::RetinafaceMnet025, 1);
         let p = profile(Path::new("r.onnx"), &s.onnx, 64, 64, 1).unwrap();
         assert!(p.ops.iter().any(|o| o.op == "OptMatMul" && o.nodes > 0));
         assert!(!p.kernels.is_empty(), "no matrix kernel named");
