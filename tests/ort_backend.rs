@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use gestalt_edge::bundle::{Backend, Bundle, LoadOptions, OrtOptions, OrtThreading};
+use gestalt_edge::bundle::{Bundle, LoadOptions};
+use gestalt_edge::engine::{Engine, OrtOptions, OrtThreading};
 use serde_json::Value;
 use util::{demo_bundle, demo_gallery, demo_photo, expect_failure, parts};
 
@@ -111,15 +112,15 @@ fn predict_on_onnxruntime_ranks_like_tract() {
 
 #[test]
 fn embeddings_agree_with_tract_per_key() {
-    let options = |backend| LoadOptions {
+    let options = |engine| LoadOptions {
         threads: 2,
-        backend,
+        engine,
         ..Default::default()
     };
-    let tract = Bundle::load(&demo_bundle(), options(Backend::Tract)).expect("tract bundle");
+    let tract = Bundle::load(&demo_bundle(), options(Engine::Tract)).expect("tract bundle");
     let ort = Bundle::load(
         &demo_bundle(),
-        options(Backend::Ort(OrtOptions {
+        options(Engine::Ort(OrtOptions {
             library: ort_lib(),
             threading: OrtThreading::PerPass,
         })),

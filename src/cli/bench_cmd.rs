@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use gestalt_edge::bundle::{self, input, Backend, Bundle, LoadOptions};
+use gestalt_edge::bundle::{self, input, Bundle, LoadOptions};
+use gestalt_edge::engine::Engine;
 use gestalt_edge::capture::{self, Frame, Limits};
 use gestalt_edge::gallery::{Gallery, KeySpec, Storage};
 use gestalt_edge::pipeline::{self, PipelineOptions};
@@ -225,7 +226,7 @@ fn synthetic_frame() -> Frame {
 
 fn compare_embedding(
     b: &mut Bundle,
-    backend: &Backend,
+    backend: &Engine,
     threads: usize,
     face: &image::RgbImage,
 ) -> Result<Compare> {
@@ -245,7 +246,7 @@ fn compare_embedding(
         let bytes = std::fs::read(&path).map_err(|e| Error::bundle(&path, e.to_string()))?;
         let outputs: Vec<String> = spec.output.iter().cloned().collect();
         let n = spec.views.len();
-        let net = bundle::backend::load_net(
+        let net = gestalt_edge::engine::load_net(
             &backend.embedder_engine(threads, n),
             &path,
             &bytes,
@@ -337,7 +338,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         &a.bundle,
         LoadOptions {
             threads: load_threads,
-            backend: backend.clone(),
+            engine: backend.clone(),
             cache_dir: a.cache.resolve(),
         },
     )?;
@@ -390,7 +391,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     for (net, spec) in embs.iter().zip(&b.manifest.embedders) {
         macs += net.macs() * spec.views.len() as u64;
     }
-    if backend != Backend::Tract {
+    if backend != Engine::Tract {
         // onnxruntime has no cost model: count on tract (after the timings and peak RSS)
         macs = super::bench_backends::tract_macs(&b)?;
     }
@@ -400,8 +401,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         bundle: a.bundle.display().to_string(),
         backend: backend.name(),
         ort_threading: match &backend {
-            Backend::Tract => None,
-            Backend::Ort(_) => Some(a.ort.ort_threading.flag()),
+            Engine::Tract => None,
+            Engine::Ort(_) => Some(a.ort.ort_threading.flag()),
         },
         threads,
         gallery_size: a.gallery_size,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use gestalt_edge::bundle::{Backend, OrtOptions, OrtThreading};
+use gestalt_edge::engine::{Engine, OrtOptions, OrtThreading};
 use gestalt_edge::{Error, Result};
 
 /// Environment variable naming the onnxruntime shared library when `--ort-lib` is absent
@@ -78,13 +78,13 @@ impl OrtArgs {
 
     /// The backend for `engine`; onnxruntime in a build without the `ort` feature is a usage
     /// error (exit 2), a missing library exit 5.
-    pub fn backend(&self, engine: EngineArg) -> Result<Backend> {
+    pub fn backend(&self, engine: EngineArg) -> Result<Engine> {
         match engine {
-            EngineArg::Tract => Ok(Backend::Tract),
+            EngineArg::Tract => Ok(Engine::Tract),
             EngineArg::Ort if !cfg!(feature = "ort") => Err(Error::Usage(
                 "--backend ort needs a build with the `ort` cargo feature (cargo build --features ort)".into(),
             )),
-            EngineArg::Ort => Ok(Backend::Ort(OrtOptions {
+            EngineArg::Ort => Ok(Engine::Ort(OrtOptions {
                 library: self.library()?,
                 threading: self.ort_threading.threading(),
             })),
@@ -104,7 +104,7 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// The resolved backend.
-    pub fn backend(&self) -> Result<Backend> {
+    pub fn backend(&self) -> Result<Engine> {
         self.ort.backend(self.backend)
     }
 }

@@ -86,7 +86,7 @@ impl Analyser {
             &a.bundle,
             LoadOptions {
                 threads,
-                backend: a.engine.backend()?,
+                engine: a.engine.backend()?,
                 cache_dir: a.cache.resolve(),
             },
             public_key(a)?.as_ref(),

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use gestalt_edge::tools::calibrate::{self, Agreement, QuantizeSettings, Skipped};
-use gestalt_edge::bundle::{quantize, Bundle, LoadOptions};
+use gestalt_edge::bundle::{Bundle, LoadOptions};
+use gestalt_edge::tools::quantize;
 use gestalt_edge::{Error, Result};
 
 /// Arguments of `model quantize`.

@@ -5,6 +5,7 @@
 //! vector per [`Key`] = (model name, flip, gray). Distances are always paired by key, never by
 //! position, so the order of entries carries no meaning.
 
+mod ensemble;
 mod view;
 
 pub use view::{gray, gray_value, view};

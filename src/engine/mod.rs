@@ -1,10 +1,17 @@
-//! Which inference engine runs a bundle's networks: tract (pure Rust, the default) or
-//! onnxruntime (cargo feature `ort`, a shared library loaded at run time).
+//! Engines: what runs a network. tract (pure Rust, the default, `net.rs`) and onnxruntime
+//! (cargo feature `ort`, a shared library loaded at run time, `ort_net.rs`); every network of
+//! a bundle runs on the one [`Engine`] its [`crate::bundle::LoadOptions`] name.
 //!
-//! Consumes a [`Backend`] choice (part of [`super::LoadOptions`]) and the pipeline's thread
-//! count; produces, per network, how many sessions and intra-op threads onnxruntime gets,
-//! and how many worker threads run the embedding passes. Plain data: nothing here touches
-//! an engine, so the choice compiles (and is refused with a clear error) without the feature.
+//! Consumes ONNX bytes already checked against the manifest, a pinned input shape and NCHW
+//! f32 data; produces a loaded [`Net`] and its named f32 outputs, so stages never see an
+//! engine's API. This file holds the choice itself (plain data: it compiles, and onnxruntime
+//! is refused with a clear error, without the feature): per network, how many sessions and
+//! intra-op threads onnxruntime gets, and how many worker threads run the embedding passes.
+//! [`cache`] stores tract's decluttered models (NNEF) so a device starts fast.
+//!
+//! Adding an engine: a module beside `net.rs` and `ort_net.rs` (its own cargo feature if it
+//! pulls a dependency), a variant of [`Engine`] and of [`NetEngine`], an arm in [`load_net`]
+//! and one in `Net`'s runtime; nothing outside this folder changes.
 
 use std::path::{Path, PathBuf};
 
@@ -12,20 +19,25 @@ pub mod cache;
 mod net;
 #[cfg(feature = "ort")]
 mod ort_net;
+// the native engine joins here: `mod native;` (its module folder `native/`)
 
 pub use net::Net;
 
 use crate::Result;
 
-/// Inference engine for every network of a bundle.
+/// The inference engine that runs every network of a bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Backend {
+pub enum Engine {
     /// tract (pure Rust).
     #[default]
     Tract,
     /// onnxruntime through its C API, loaded at run time (cargo feature `ort`).
     Ort(OrtOptions),
 }
+
+/// The former name of [`Engine`] (the `--backend` flag is now `--engine`, which keeps
+/// `--backend` as an alias); kept for one release.
+pub type Backend = Engine;
 
 /// How to load and thread onnxruntime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,20 +104,20 @@ impl OrtThreading {
     }
 }
 
-impl Backend {
+impl Engine {
     /// Short engine name for reports: `tract` or `ort`.
     pub fn name(&self) -> &'static str {
         match self {
-            Backend::Tract => "tract",
-            Backend::Ort(_) => "ort",
+            Engine::Tract => "tract",
+            Engine::Ort(_) => "ort",
         }
     }
 
     /// Worker threads that run the embedding passes for a pipeline of `threads` threads.
     pub fn workers(&self, threads: usize) -> usize {
         match self {
-            Backend::Tract => threads.max(1),
-            Backend::Ort(o) => o.threading.workers(threads),
+            Engine::Tract => threads.max(1),
+            Engine::Ort(o) => o.threading.workers(threads),
         }
     }
 }
@@ -128,20 +140,20 @@ pub enum NetEngine<'a> {
     Ort(&'a Path, OrtPlan),
 }
 
-impl Backend {
+impl Engine {
     /// The engine for the detector of a pipeline of `threads` threads.
     pub fn detector_engine(&self, threads: usize) -> NetEngine<'_> {
         match self {
-            Backend::Tract => NetEngine::Tract,
-            Backend::Ort(o) => NetEngine::Ort(&o.library, o.threading.detector(threads)),
+            Engine::Tract => NetEngine::Tract,
+            Engine::Ort(o) => NetEngine::Ort(&o.library, o.threading.detector(threads)),
         }
     }
 
     /// The engine for an embedder run for `views` TTA views.
     pub fn embedder_engine(&self, threads: usize, views: usize) -> NetEngine<'_> {
         match self {
-            Backend::Tract => NetEngine::Tract,
-            Backend::Ort(o) => NetEngine::Ort(&o.library, o.threading.embedder(threads, views)),
+            Engine::Tract => NetEngine::Tract,
+            Engine::Ort(o) => NetEngine::Ort(&o.library, o.threading.embedder(threads, views)),
         }
     }
 }
@@ -214,13 +226,13 @@ mod tests {
         );
         assert_eq!(t.detector(2).intra_threads, 2);
         assert_eq!(t.workers(2), 1);
-        let b = Backend::Ort(OrtOptions {
+        let b = Engine::Ort(OrtOptions {
             library: PathBuf::from("x"),
             threading: t,
         });
         assert_eq!((b.name(), b.workers(4)), ("ort", 1));
         assert_eq!(
-            (Backend::Tract.name(), Backend::Tract.workers(4)),
+            (Engine::Tract.name(), Engine::Tract.workers(4)),
             ("tract", 4)
         );
     }

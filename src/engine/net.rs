@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// A loaded, optimised network with a fixed input shape `[1, 3, height, width]`.
 pub struct Net {
-    engine: Engine,
+    runtime: Runtime,
     shape: [usize; 4],
     outputs: Vec<(String, Vec<usize>)>,
     path: PathBuf,
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Net {
 }
 
 /// The engine holding a network: tract's plan, or onnxruntime sessions (feature `ort`).
-enum Engine {
+enum Runtime {
     Tract(Arc<TypedRunnableModel>),
     #[cfg(feature = "ort")]
     Ort(super::ort_net::OrtNet),
@@ -179,7 +179,7 @@ impl Net {
             .into_runnable()
             .map_err(|e| tract_err(path, "cannot plan the model", e))?;
         Ok(Net {
-            engine: Engine::Tract(plan),
+            runtime: Runtime::Tract(plan),
             shape,
             outputs: out_facts,
             path: path.to_path_buf(),
@@ -205,7 +205,7 @@ impl Net {
         let (net, outputs) =
             super::ort_net::OrtNet::load(library, path, bytes, shape, outputs, plan)?;
         Ok(Net {
-            engine: Engine::Ort(net),
+            runtime: Runtime::Ort(net),
             shape,
             outputs,
             path: path.to_path_buf(),
@@ -215,10 +215,10 @@ impl Net {
 
     /// The engine running this network: `tract` or `ort`.
     pub fn engine(&self) -> &'static str {
-        match self.engine {
-            Engine::Tract(_) => "tract",
+        match self.runtime {
+            Runtime::Tract(_) => "tract",
             #[cfg(feature = "ort")]
-            Engine::Ort(_) => "ort",
+            Runtime::Ort(_) => "ort",
         }
     }
 
@@ -246,10 +246,10 @@ impl Net {
     /// Runs one NCHW f32 input of the pinned shape; returns every output flattened, in order.
     pub fn run(&self, data: Vec<f32>) -> Result<Vec<Vec<f32>>> {
         #[allow(clippy::infallible_destructuring_match)] // one arm without the `ort` feature
-        let plan = match &self.engine {
-            Engine::Tract(plan) => plan,
+        let plan = match &self.runtime {
+            Runtime::Tract(plan) => plan,
             #[cfg(feature = "ort")]
-            Engine::Ort(net) => return net.run(&self.path, self.shape, data),
+            Runtime::Ort(net) => return net.run(&self.path, self.shape, data),
         };
         let tensor = tract_ndarray::Array4::from_shape_vec(self.shape, data)
             .map_err(|e| Error::bundle(&self.path, format!("input tensor: {e}")))?;
