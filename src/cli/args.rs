@@ -21,16 +21,16 @@ pub enum Command {
     #[command(subcommand)]
     Gallery(GalleryCommand),
     /// The paper's evaluation protocol (top-k mean accuracy) and identity verification.
-    Eval(super::eval_cmd::EvalArgs),
+    Eval(super::cmd::eval::EvalArgs),
     /// The device loop: camera or file frames, quality gate, ensemble, top-5 on a screen.
-    Run(super::run_cmd::RunArgs),
+    Run(super::cmd::run::RunArgs),
     /// Time every stage of the pipeline on a bundle (JSON for machines).
-    Bench(super::bench_cmd::BenchArgs),
+    Bench(super::cmd::bench::BenchArgs),
     /// Make, prepare and quantize models.
     #[command(subcommand)]
-    Model(super::model_cmd::ModelCommand),
+    Model(super::cmd::model::ModelCommand),
     /// Sign a bundle manifest or a gallery with an ed25519 key (on a workstation).
-    Sign(super::sign_cmd::SignArgs),
+    Sign(super::cmd::sign::SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +42,7 @@ pub enum GalleryCommand {
     /// Show a gallery's counts, bundle id, format version and storage type.
     Inspect(InspectArgs),
     /// Import reference encodings (GestaltMatcher CSV files) into a gallery.
-    Import(super::import_cmd::ImportArgs),
+    Import(super::cmd::import::ImportArgs),
 }
 
 /// Which face to analyse when a photo holds several.
@@ -79,7 +79,7 @@ pub struct AnalyseArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     #[command(flatten)]
-    pub engine: super::engine::EngineArgs,
+    pub engine: super::resolve::EngineArgs,
     /// Largest photo accepted, in megapixels (checked from the header before decoding).
     #[arg(long, value_name = "MP", default_value_t = 50.0)]
     pub max_megapixels: f64,
@@ -88,7 +88,7 @@ pub struct AnalyseArgs {
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     #[command(flatten)]
-    pub cache: super::compile_cmd::CacheArgs,
+    pub cache: super::cmd::compile::CacheArgs,
 }
 
 #[derive(Debug, Args)]

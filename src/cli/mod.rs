@@ -2,18 +2,8 @@
 //! result. Only this layer writes to stdout and stderr.
 
 pub mod args;
-mod bench_backends;
-mod bench_cmd;
-mod compile_cmd;
-mod engine;
-mod eval_cmd;
-mod gallery_cmd;
-mod import_cmd;
-mod model_cmd;
-mod predict_cmd;
-mod quantize_cmd;
-mod run_cmd;
-mod sign_cmd;
+mod cmd;
+mod resolve;
 
 use std::path::Path;
 
@@ -29,16 +19,16 @@ use args::{AnalyseArgs, Cli, Command, FaceArg, GalleryCommand};
 /// failed photos returns the first failure's code).
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Predict(a) => predict_cmd::run(a),
-        Command::Gallery(GalleryCommand::Build(a)) => gallery_cmd::build(a),
-        Command::Gallery(GalleryCommand::Add(a)) => gallery_cmd::add(a),
-        Command::Gallery(GalleryCommand::Inspect(a)) => gallery_cmd::inspect(a),
-        Command::Gallery(GalleryCommand::Import(a)) => import_cmd::run(a),
-        Command::Eval(a) => eval_cmd::run(a),
-        Command::Run(a) => run_cmd::run(a),
-        Command::Bench(a) => bench_cmd::run(a),
-        Command::Model(c) => model_cmd::run(c),
-        Command::Sign(a) => sign_cmd::run(a),
+        Command::Predict(a) => cmd::predict::run(a),
+        Command::Gallery(GalleryCommand::Build(a)) => cmd::gallery::build(a),
+        Command::Gallery(GalleryCommand::Add(a)) => cmd::gallery::add(a),
+        Command::Gallery(GalleryCommand::Inspect(a)) => cmd::gallery::inspect(a),
+        Command::Gallery(GalleryCommand::Import(a)) => cmd::import::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Model(c) => cmd::model::run(c),
+        Command::Sign(a) => cmd::sign::run(a),
     }
 }
 
@@ -91,7 +81,7 @@ impl Analyser {
             },
             public_key(a)?.as_ref(),
         )?;
-        compile_cmd::warn(&bundle);
+        cmd::compile::warn(&bundle);
         gestalt_edge::bundle::release_freed_memory();
         let pipeline = PipelineOptions {
             face_choice: match a.face {

@@ -18,7 +18,7 @@ use gestalt_edge::rank::{self, RankOptions};
 use gestalt_edge::{Error, Result};
 
 use gestalt_edge::tools::gallery::synthetic_gallery;
-use super::engine::EngineArg;
+use crate::cli::resolve::EngineArg;
 
 /// Inference engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,7 +42,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "tract")]
     pub backend: BackendArg,
     #[command(flatten)]
-    pub ort: super::engine::OrtArgs,
+    pub ort: crate::cli::resolve::OrtArgs,
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub load_threads: Option<usize>,
     #[command(flatten)]
-    pub cache: super::compile_cmd::CacheArgs,
+    pub cache: super::compile::CacheArgs,
     /// Photo to analyse [default: a synthetic 640x480 frame; with it, detectors that find
     /// no face are timed on their own and the centre of the frame is embedded].
     #[arg(long, value_name = "IMG")]
@@ -286,7 +286,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         _ => {}
     }
     if a.backend == BackendArg::Both {
-        return super::bench_backends::run_both(&a);
+        return super::bench_engines::run_both(&a);
     }
     let backend = a.ort.backend(match a.backend {
         BackendArg::Ort => EngineArg::Ort,
@@ -346,7 +346,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     if load_threads != threads {
         b.set_threads(threads);
     }
-    super::compile_cmd::warn(&b);
+    super::compile::warn(&b);
     let t = Instant::now();
     let gallery = Gallery::read(&gpath)?;
     // the product's search path: an index is derived at load for large galleries
@@ -393,7 +393,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     }
     if backend != Engine::Tract {
         // onnxruntime has no cost model: count on tract (after the timings and peak RSS)
-        macs = super::bench_backends::tract_macs(&b)?;
+        macs = super::bench_engines::tract_macs(&b)?;
     }
     let full_photo_ms = median(runs.iter().map(|r| r.2).collect());
     let gmac = macs as f64 / 1e9;
@@ -409,7 +409,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         repeat: a.repeat,
         face_found: warm.face,
         cold_start_ms,
-        cold_start_cache: super::compile_cmd::cache_state(&b),
+        cold_start_cache: super::compile::cache_state(&b),
         load_threads,
         model_cache: b.cache_reports().iter().map(|r| r.status.clone()).collect(),
         model_load_ms,

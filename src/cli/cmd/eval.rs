@@ -15,8 +15,8 @@ use gestalt_edge::gallery::Storage;
 use gestalt_edge::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::{AnalyseArgs, StorageArg};
-use super::Analyser;
+use crate::cli::args::{AnalyseArgs, StorageArg};
+use crate::cli::Analyser;
 
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]

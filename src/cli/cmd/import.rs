@@ -10,7 +10,7 @@ use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
 use gestalt_edge::gallery::{KeySpec, Storage};
 use gestalt_edge::Result;
 
-use super::args::StorageArg;
+use crate::cli::args::StorageArg;
 
 /// Bundle id stored in a gallery imported without `--bundle` (`predict` refuses it).
 const UNBOUND: &str = "unbound";

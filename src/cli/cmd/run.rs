@@ -22,8 +22,8 @@ use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{pipeline, Error, Result};
 
-use super::args::AnalyseArgs;
-use super::Analyser;
+use crate::cli::args::AnalyseArgs;
+use crate::cli::Analyser;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -236,7 +236,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         .take()
         .or_else(|| board.bundle.cache_dir.clone());
     let analyser = Analyser::new(&a.analyse)?;
-    let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
+    let gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let matcher = Matcher::new(&gallery, analyser.threads);
     // a device runs for days: hand back what loading the gallery and its index freed
@@ -377,7 +377,7 @@ fn report_event(e: &Event, a: &RunArgs) {
                     serde_json::to_string(prediction).unwrap_or_default()
                 );
             } else {
-                let _ = write!(out, "{}", super::predict_cmd::table(prediction));
+                let _ = write!(out, "{}", super::predict::table(prediction));
             }
             let _ = out.flush();
             let now = unix_now();

@@ -6,8 +6,8 @@ use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::{pipeline, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::{AddArgs, BuildArgs, InspectArgs, StorageArg};
-use super::Analyser;
+use crate::cli::args::{AddArgs, BuildArgs, InspectArgs, StorageArg};
+use crate::cli::Analyser;
 
 /// One row of a labels CSV.
 struct Row {
@@ -173,7 +173,7 @@ pub fn build(a: BuildArgs) -> Result<i32> {
 }
 
 pub fn add(a: AddArgs) -> Result<i32> {
-    let mut gallery = super::read_gallery(&a.gallery, &a.analyse)?;
+    let mut gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
     let analyser = Analyser::new(&a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let face = analyser.analyse(&a.image)?;

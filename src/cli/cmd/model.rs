@@ -13,13 +13,13 @@ pub enum ModelCommand {
     Synth(SynthArgs),
     /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
     /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
-    Quantize(super::quantize_cmd::QuantizeArgs),
+    Quantize(super::quantize::QuantizeArgs),
     /// Show what tract makes of one model: optimised operators, matrix kernels, time per
     /// operator kind.
     Profile(ProfileArgs),
     /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
     /// image, so the first start on the device skips ONNX parsing.
-    Compile(super::compile_cmd::CompileArgs),
+    Compile(super::compile::CompileArgs),
 }
 
 /// Arguments of `model profile`.
@@ -59,8 +59,8 @@ pub struct SynthArgs {
 pub fn run(c: ModelCommand) -> Result<i32> {
     match c {
         ModelCommand::Synth(a) => synth_cmd(a),
-        ModelCommand::Quantize(a) => super::quantize_cmd::run(a),
-        ModelCommand::Compile(a) => super::compile_cmd::run(a),
+        ModelCommand::Quantize(a) => super::quantize::run(a),
+        ModelCommand::Compile(a) => super::compile::run(a),
         ModelCommand::Profile(a) => profile_cmd(a),
     }
 }

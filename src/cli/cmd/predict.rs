@@ -6,8 +6,8 @@ use gestalt_edge::pipeline::{self, Prediction};
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{Error, Result};
 
-use super::args::PredictArgs;
-use super::Analyser;
+use crate::cli::args::PredictArgs;
+use crate::cli::Analyser;
 
 pub fn run(a: PredictArgs) -> Result<i32> {
     if a.top == 0 {
@@ -21,7 +21,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         }
     }
     let analyser = Analyser::new(&a.analyse)?;
-    let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
+    let gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     // one-shot: deriving the index costs more than it saves (30k images: built in ~0.8 s,
     // then ~28 ms per search against ~32 ms flat), so predict scans; `run` indexes

@@ -10,8 +10,8 @@ use gestalt_edge::bundle::{self, Bundle, Net};
 use gestalt_edge::{Error, Result};
 use serde_json::{json, Map, Value};
 
-use super::bench_cmd::BenchArgs;
-use super::engine::OrtThreadingArg;
+use super::bench::BenchArgs;
+use crate::cli::resolve::OrtThreadingArg;
 
 /// Multiply-accumulates of one photo (two detector passes + every view of every embedder)
 /// by tract's cost model: each model is loaded on tract once more.

@@ -1,0 +1,14 @@
+//! One file per subcommand: each turns resolved settings into library calls and prints the
+//! result.
+
+pub mod bench;
+mod bench_engines;
+pub mod compile;
+pub mod eval;
+pub mod gallery;
+pub mod import;
+pub mod model;
+pub mod predict;
+mod quantize;
+pub mod run;
+pub mod sign;
