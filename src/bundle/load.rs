@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::engine::cache::{CacheReport, ModelCache};
 use super::{read_verified, Net};
+use crate::engine::cache::{CacheReport, ModelCache};
 use crate::{Error, Result};
 
 /// One model to load.

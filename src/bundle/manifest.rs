@@ -126,11 +126,12 @@ pub struct EmbedderSpec {
     pub views: Vec<[bool; 2]>,
 }
 
+/// The reference's TTA views as `[flip, gray]`, in its order: (0,0), (0,1), (1,0), (1,1).
+pub const REFERENCE_VIEWS: [[bool; 2]; 4] =
+    [[false, false], [false, true], [true, false], [true, true]];
+
 fn default_views() -> Vec<[bool; 2]> {
-    crate::embed::TTA_VIEWS
-        .iter()
-        .map(|&(f, g)| [f, g])
-        .collect()
+    REFERENCE_VIEWS.to_vec()
 }
 
 /// Bundle identity.

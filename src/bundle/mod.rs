@@ -15,14 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::{self, cache};
 pub use crate::engine::Backend;
+use crate::engine::{self, cache};
 pub use crate::engine::{Engine, Net, OrtOptions, OrtThreading};
 pub use manifest::{
     ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
 };
 
-use crate::embed::Key;
 use crate::{Error, Result};
 
 /// How to load a bundle.
@@ -149,7 +148,11 @@ pub fn bundle_id(manifest: &Manifest) -> String {
     sha256_hex(&canonical)[..16].to_string()
 }
 
-fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
+/// Reads the model file `file` named in the manifest at `manifest_path` (relative to its
+/// folder) and checks it against the manifest's `sha256`: the path and the bytes, or an
+/// [`Error::Bundle`] naming the file. Every model bytes the runtime or a tool uses come
+/// through here.
+pub fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let path = dir.join(file);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -318,26 +321,6 @@ impl Bundle {
     /// The engine the networks run on.
     pub fn backend(&self) -> &Backend {
         &self.engine
-    }
-
-    /// Every embedding key this bundle produces, with its width, in ensemble then view order.
-    pub fn keys(&self) -> Vec<(Key, u32)> {
-        self.manifest
-            .embedders
-            .iter()
-            .flat_map(|e| {
-                e.views.iter().map(move |v| {
-                    (
-                        Key {
-                            model: e.name.clone(),
-                            flip: v[0],
-                            gray: v[1],
-                        },
-                        e.width,
-                    )
-                })
-            })
-            .collect()
     }
 }
 

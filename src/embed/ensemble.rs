@@ -10,10 +10,36 @@
 use image::RgbImage;
 
 use super::{view, Embeddings, Key};
-use crate::bundle::{input, Bundle};
+use crate::bundle::{input, Bundle, Manifest};
 use crate::{Error, Result};
 
+/// Every embedding key the ensemble of `manifest` produces, with its width, in ensemble then
+/// view order (what a gallery for this bundle holds per image).
+pub fn manifest_keys(manifest: &Manifest) -> Vec<(Key, u32)> {
+    manifest
+        .embedders
+        .iter()
+        .flat_map(|e| {
+            e.views.iter().map(move |v| {
+                (
+                    Key {
+                        model: e.name.clone(),
+                        flip: v[0],
+                        gray: v[1],
+                    },
+                    e.width,
+                )
+            })
+        })
+        .collect()
+}
+
 impl Bundle {
+    /// Every embedding key this bundle produces, with its width, in ensemble then view order.
+    pub fn keys(&self) -> Vec<(Key, u32)> {
+        manifest_keys(&self.manifest)
+    }
+
     /// Embeds an aligned face (RGB, any size: it is used as is at the top-left of each
     /// embedder's input, so pass the 112x112 crop) under every view of every embedder.
     pub fn embed(&self, face: &RgbImage) -> Result<Embeddings> {

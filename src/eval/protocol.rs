@@ -20,9 +20,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::metric::{self, Outcome, CURVE_MAX_K, PAPER_KS};
-use crate::gmdb::reference::{ImageList, ImageRow, SyndromeTable};
 use crate::embed::Embeddings;
 use crate::gallery::{Case, Gallery, KeySpec, Storage};
+use crate::gmdb::reference::{ImageList, ImageRow, SyndromeTable};
 use crate::rank::{self, RankOptions};
 use crate::{Error, Result};
 

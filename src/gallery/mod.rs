@@ -9,6 +9,7 @@
 
 pub mod format;
 pub mod io;
+pub mod labels;
 pub mod quant;
 
 use crate::embed::{Embeddings, Key};

@@ -10,70 +10,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use gestalt_edge::bundle::{self, input, Bundle, LoadOptions};
-use gestalt_edge::engine::Engine;
 use gestalt_edge::capture::{self, Frame, Limits};
+use gestalt_edge::engine::Engine;
 use gestalt_edge::gallery::{Gallery, KeySpec, Storage};
 use gestalt_edge::pipeline::{self, PipelineOptions};
 use gestalt_edge::rank::{self, RankOptions};
+use gestalt_edge::tools::gallery::synthetic_gallery;
 use gestalt_edge::{Error, Result};
 
-use gestalt_edge::tools::gallery::synthetic_gallery;
-use crate::cli::resolve::EngineArg;
-
-/// Inference engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendArg {
-    /// tract (pure Rust, the default engine).
-    Tract,
-    /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
-    Ort,
-    /// Both engines, each in its own process (tract, onnxruntime per-pass, onnxruntime
-    /// intra-op), and the ratios tract / onnxruntime.
-    Both,
-}
-
-/// Arguments of `bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Model-bundle manifest (TOML).
-    #[arg(long, value_name = "MANIFEST")]
-    pub bundle: PathBuf,
-    /// Inference engine.
-    #[arg(long, value_enum, default_value = "tract")]
-    pub backend: BackendArg,
-    #[command(flatten)]
-    pub ort: crate::cli::resolve::OrtArgs,
-    /// Worker threads for the embedding passes [default: all cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Models loaded side by side during the cold start [default: --threads].
-    #[arg(long, value_name = "N")]
-    pub load_threads: Option<usize>,
-    #[command(flatten)]
-    pub cache: super::compile::CacheArgs,
-    /// Photo to analyse [default: a synthetic 640x480 frame; with it, detectors that find
-    /// no face are timed on their own and the centre of the frame is embedded].
-    #[arg(long, value_name = "IMG")]
-    pub photo: Option<PathBuf>,
-    /// Images in the synthetic gallery searched per photo.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub gallery_size: usize,
-    /// Also time a capped gallery search (at most N exact scores; not proven, its recall
-    /// against the flat scan is reported). Needs an indexed gallery (--gallery-size of at
-    /// least 20000).
-    #[arg(long, value_name = "N")]
-    pub search_cap: Option<usize>,
-    /// Timed photos (the median is reported), after one warm-up photo.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub repeat: usize,
-    /// Also time the embeddings on 1 thread and as one batch per model (loads each
-    /// embedder a second time).
-    #[arg(long)]
-    pub compare: bool,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::cli::args::{BenchArgs, BenchEngineArg, EngineArg};
+use crate::cli::report;
+use crate::cli::resolve::{self, BenchSettings};
 
 /// Medians of the timed photos, in milliseconds, plus the cost model.
 #[derive(Debug, Default, serde::Serialize)]
@@ -240,10 +187,8 @@ fn compare_embedding(
     b.embed(face)?;
     let many = ms(t);
     let mut batched = 0.0;
-    let manifest_dir = b.path.parent().unwrap_or(std::path::Path::new("."));
     for spec in &b.manifest.embedders {
-        let path = manifest_dir.join(&spec.file);
-        let bytes = std::fs::read(&path).map_err(|e| Error::bundle(&path, e.to_string()))?;
+        let (path, bytes) = bundle::read_verified(&b.path, &spec.file, &spec.sha256)?;
         let outputs: Vec<String> = spec.output.iter().cloned().collect();
         let n = spec.views.len();
         let net = gestalt_edge::engine::load_net(
@@ -274,32 +219,20 @@ fn compare_embedding(
     })
 }
 
+/// Times every stage on one engine (or each engine in its own process with `--engine both`).
 pub fn run(a: BenchArgs) -> Result<i32> {
-    match a.search_cap {
-        Some(0) => return Err(Error::Usage("--search-cap must be at least 1".into())),
-        Some(_) if a.gallery_size < rank::indexed::INDEX_MIN_IMAGES => {
-            return Err(Error::Usage(format!(
-                "--search-cap needs an indexed gallery: --gallery-size of at least {}",
-                rank::indexed::INDEX_MIN_IMAGES
-            )))
-        }
-        _ => {}
+    let settings = BenchSettings::resolve(&a)?;
+    if a.engine == BenchEngineArg::Both {
+        return super::bench_engines::run_both(&a, &settings);
     }
-    if a.backend == BackendArg::Both {
-        return super::bench_engines::run_both(&a);
-    }
-    let backend = a.ort.backend(match a.backend {
-        BackendArg::Ort => EngineArg::Ort,
-        _ => EngineArg::Tract,
-    })?;
-    let threads = match a.threads {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    if a.repeat == 0 {
-        return Err(Error::Usage("--repeat must be at least 1".into()));
-    }
+    let backend = resolve::engine(
+        match a.engine {
+            BenchEngineArg::Ort => EngineArg::Ort,
+            _ => EngineArg::Tract,
+        },
+        &a.ort,
+    )?;
+    let threads = settings.threads;
     let frame = match &a.photo {
         Some(p) => capture::load_image(p, &Limits::default())?,
         None => synthetic_frame(),
@@ -308,19 +241,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     // the gallery file is made before the clock starts; reading it is part of the cold start
     let manifest = bundle::read_manifest(&a.bundle)?;
     let id = bundle::bundle_id(&manifest);
-    let keys: Vec<KeySpec> = manifest
-        .embedders
-        .iter()
-        .flat_map(|e| {
-            e.views.iter().map(move |v| KeySpec {
-                key: gestalt_edge::embed::Key {
-                    model: e.name.clone(),
-                    flip: v[0],
-                    gray: v[1],
-                },
-                width: e.width,
-            })
-        })
+    let keys: Vec<KeySpec> = gestalt_edge::embed::manifest_keys(&manifest)
+        .into_iter()
+        .map(|(key, width)| KeySpec { key, width })
         .collect();
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let gpath = dir.path().join("bench.gallery");
@@ -329,24 +252,20 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     drop(gbytes);
 
     let t0 = Instant::now();
-    let load_threads = match a.load_threads {
-        Some(0) => return Err(Error::Usage("--load-threads must be at least 1".into())),
-        Some(n) => n,
-        None => threads,
-    };
+    let load_threads = settings.load_threads;
     let mut b = Bundle::load(
         &a.bundle,
         LoadOptions {
             threads: load_threads,
             engine: backend.clone(),
-            cache_dir: a.cache.resolve(),
+            cache_dir: settings.cache_dir.clone(),
         },
     )?;
     let model_load_ms = ms(t0);
     if load_threads != threads {
         b.set_threads(threads);
     }
-    super::compile::warn(&b);
+    report::cache_warnings(&b);
     let t = Instant::now();
     let gallery = Gallery::read(&gpath)?;
     // the product's search path: an index is derived at load for large galleries
@@ -380,7 +299,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     };
     let (warm, _, _) = full(&b)?;
     let mut runs = Vec::new();
-    for _ in 0..a.repeat {
+    for _ in 0..settings.repeat {
         runs.push(full(&b)?);
     }
     let peak = peak_rss_mb();
@@ -402,14 +321,14 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         backend: backend.name(),
         ort_threading: match &backend {
             Engine::Tract => None,
-            Engine::Ort(_) => Some(a.ort.ort_threading.flag()),
+            Engine::Ort(_) => Some(resolve::ort_threading(&a.ort).flag()),
         },
         threads,
         gallery_size: a.gallery_size,
-        repeat: a.repeat,
+        repeat: settings.repeat,
         face_found: warm.face,
         cold_start_ms,
-        cold_start_cache: super::compile::cache_state(&b),
+        cold_start_cache: report::cache_state(&b),
         load_threads,
         model_cache: b.cache_reports().iter().map(|r| r.status.clone()).collect(),
         model_load_ms,
@@ -429,7 +348,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         compare: None,
         gallery_search: None,
     };
-    if a.compare {
+    if settings.compare {
         let face = image::RgbImage::from_fn(112, 112, |x, y| {
             image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
         });

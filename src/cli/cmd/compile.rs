@@ -1,106 +1,15 @@
-//! The model cache from the command line: `--cache-dir DIR` / `--no-cache` on every command
-//! that loads a bundle (the default folder comes from `$XDG_CACHE_HOME` or `$HOME`: the only
-//! place that reads them), warnings when the cache could not be used, and
-//! `gestalt-edge model compile`, which fills the cache ahead of time (for a kiosk image).
+//! `gestalt-edge model compile`: fills the model cache ahead of time (for a kiosk image), so
+//! the first start on the device skips ONNX parsing. The cache folder comes from
+//! `--cache-dir`, else the per-user default ([`resolve::default_cache_dir`]).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use gestalt_edge::engine::cache::{CacheReport, CacheStatus};
 use gestalt_edge::bundle::{Bundle, LoadOptions};
+use gestalt_edge::engine::cache::{CacheReport, CacheStatus};
 use gestalt_edge::{Error, Result};
 
-/// Cache folder under the user's cache home.
-const CACHE_SUBDIR: &str = "gestalt-edge";
-
-/// Model-cache flags shared by the commands that load a bundle.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct CacheArgs {
-    /// Model cache folder: each model is stored decluttered (NNEF) on first load, so later
-    /// starts skip ONNX parsing [default: board profile's cache_dir, else
-    /// $XDG_CACHE_HOME/gestalt-edge, else ~/.cache/gestalt-edge].
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
-    pub cache_dir: Option<PathBuf>,
-    /// Load every model from its ONNX file; read and write no model cache.
-    #[arg(long)]
-    pub no_cache: bool,
-}
-
-impl CacheArgs {
-    /// The cache folder to use: `None` with `--no-cache` or when no home folder is known.
-    pub fn resolve(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
-        }
-        self.cache_dir.clone().or_else(default_cache_dir)
-    }
-}
-
-/// `$XDG_CACHE_HOME/gestalt-edge` (when absolute), else `$HOME/.cache/gestalt-edge`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute());
-    let home = || {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .map(|h| h.join(".cache"))
-    };
-    xdg.or_else(home).map(|d| d.join(CACHE_SUBDIR))
-}
-
-/// Prints a warning for every model whose cache entry was rebuilt or could not be written
-/// (the load itself succeeded).
-pub fn warn(bundle: &Bundle) {
-    for r in bundle.cache_reports() {
-        match &r.status {
-            CacheStatus::NotWritten(why) => eprintln!(
-                "warning: model cache not used for {}: {why}",
-                r.model.display()
-            ),
-            CacheStatus::Rebuilt => eprintln!(
-                "warning: model cache entry for {} was damaged or stale; rebuilt",
-                r.model.display()
-            ),
-            _ => {}
-        }
-    }
-}
-
-/// The cache's part in a load: "off" (no cache folder), "cold" (no model came from the
-/// cache), "warm" (every model did) or "partial".
-pub fn cache_state(bundle: &Bundle) -> &'static str {
-    let r = bundle.cache_reports();
-    let hits = r.iter().filter(|r| r.status.is_hit()).count();
-    if r.iter().all(|r| r.status == CacheStatus::Disabled) {
-        "off"
-    } else if hits == r.len() {
-        "warm"
-    } else if hits == 0 {
-        "cold"
-    } else {
-        "partial"
-    }
-}
-
-/// Arguments of `model compile`.
-#[derive(Debug, clap::Args)]
-pub struct CompileArgs {
-    /// Model-bundle manifest (TOML).
-    #[arg(long, value_name = "MANIFEST")]
-    pub bundle: PathBuf,
-    /// Cache folder to fill [default: $XDG_CACHE_HOME/gestalt-edge, else
-    /// ~/.cache/gestalt-edge].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Models loaded side by side [default: all cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::cli::args::CompileArgs;
+use crate::cli::resolve;
 
 #[derive(serde::Serialize)]
 struct CompileReport<'a> {
@@ -117,17 +26,13 @@ pub fn run(a: CompileArgs) -> Result<i32> {
     let dir = a
         .cache_dir
         .clone()
-        .or_else(default_cache_dir)
+        .or_else(resolve::default_cache_dir)
         .ok_or_else(|| {
             Error::Usage(
                 "no cache folder: pass --cache-dir (neither XDG_CACHE_HOME nor HOME is set)".into(),
             )
         })?;
-    let threads = match a.threads {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = resolve::threads(a.threads, None);
     let t = Instant::now();
     let options = LoadOptions {
         threads,

@@ -5,67 +5,20 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gestalt_edge::bundle::input::resize_bilinear;
 use gestalt_edge::embed::Embeddings;
-use gestalt_edge::gmdb::reference::{self, id_prefix, EncodingTable, ImageList, SyndromeTable};
+use gestalt_edge::eval::photos::{Found, PhotoIndex};
 use gestalt_edge::eval::{plot, protocol, verify, EvalOptions, EvalReport, PAPER_KS};
 use gestalt_edge::gallery::Storage;
+use gestalt_edge::gmdb::reference::{self, EncodingTable, ImageList, SyndromeTable};
 use gestalt_edge::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::args::{AnalyseArgs, StorageArg};
-use crate::cli::Analyser;
-
-/// Arguments of `eval`.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Reference encodings CSV (img_name;model;flip;gray;class_conf;representations).
-    #[arg(long, value_name = "FILE", conflicts_with = "pairs")]
-    pub encodings: Option<PathBuf>,
-    /// Gallery image list `image_id,subject,label[,split]`. Repeatable: pass the frequent
-    /// gallery next to the rare one (which has splits) for the unified setting.
-    #[arg(long, value_name = "CSV", conflicts_with = "pairs")]
-    pub gallery_images: Vec<PathBuf>,
-    /// Test image list `image_id,subject,label[,split]`. With splits, each split is
-    /// evaluated on its own and the results averaged (the rare setting).
-    #[arg(long, value_name = "CSV", conflicts_with = "pairs")]
-    pub test_images: Option<PathBuf>,
-    /// Syndromes TSV: syndrome_id, syndrome_name, OMIM.
-    #[arg(long, value_name = "TSV", conflicts_with = "pairs")]
-    pub syndromes: Option<PathBuf>,
-    /// Encode photos with this bundle instead of reading --encodings.
-    #[arg(long, value_name = "MANIFEST")]
-    pub bundle: Option<PathBuf>,
-    /// Folder of the photos: `ID.jpg`/`ID.png` or `ID_anything.ext` per image id (with
-    /// --pairs: the folder the pair names are relative to; default: the pairs file's).
-    #[arg(long, value_name = "DIR")]
-    pub photos: Option<PathBuf>,
-    /// The photos are already aligned face crops (as the reference's gmdb_align): embed
-    /// them directly, resized to the embedder input, without detection.
-    #[arg(long)]
-    pub aligned: bool,
-    /// Also write the photos' embeddings as a reference encodings CSV (reusable with
-    /// --encodings).
-    #[arg(long, value_name = "FILE", requires = "bundle")]
-    pub save_encodings: Option<PathBuf>,
-    /// Identity verification: pairs file `image_a,image_b,same` (needs --bundle).
-    #[arg(long, value_name = "CSV", requires = "bundle")]
-    pub pairs: Option<PathBuf>,
-    /// Storage of the in-memory galleries (as the device stores them).
-    #[arg(long, value_enum, default_value = "f16")]
-    pub storage: StorageArg,
-    /// Write a PNG plot of the top-k curves (k = 1..30).
-    #[arg(long, value_name = "FILE.png", conflicts_with = "pairs")]
-    pub plot: Option<PathBuf>,
-    /// Worker threads for the embedding passes [default: all cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::cli::args::{EvalArgs, StorageArg};
+use crate::cli::report;
+use crate::cli::resolve::{Session, Settings};
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -79,34 +32,12 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     b
 }
 
-/// The analysis settings `predict` would use by default for `bundle` (parsed through clap so
-/// every default of [`AnalyseArgs`] applies), with `--threads` from the eval arguments.
-fn analyser(a: &EvalArgs, bundle: &Path) -> Result<Analyser> {
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        analyse: AnalyseArgs,
-    }
-    let mut argv = vec![
-        std::ffi::OsString::from("eval"),
-        "--bundle".into(),
-        bundle.as_os_str().to_os_string(),
-    ];
-    if let Some(t) = a.threads {
-        argv.push("--threads".into());
-        argv.push(t.to_string().into());
-    }
-    let d = <Defaults as clap::Parser>::try_parse_from(argv)
-        .map_err(|e| Error::Usage(format!("cannot set up the analysis: {e}")))?;
-    Analyser::new(&d.analyse)
-}
-
 /// Embeds one photo: the full pipeline, or (aligned crops) the embedders only.
-fn embed_photo(an: &Analyser, path: &Path, aligned: bool) -> Result<Embeddings> {
+fn embed_photo(an: &Session, path: &Path, aligned: bool) -> Result<Embeddings> {
     if !aligned {
         return Ok(an.analyse(path)?.embeddings);
     }
-    let frame = gestalt_edge::capture::load_image(path, &an.limits)?;
+    let frame = gestalt_edge::capture::load_image(path, &an.settings.limits)?;
     let spec = an.bundle.manifest.embedders.first().map(|e| &e.input);
     let (w, h) = spec.map_or((112, 112), |s| (s.width, s.height));
     let (fw, fh) = frame.rgb.dimensions();
@@ -122,63 +53,6 @@ fn embed_photo(an: &Analyser, path: &Path, aligned: bool) -> Result<Embeddings> 
         )
     };
     an.bundle.embed(&crop)
-}
-
-/// Where the photo of an image id is: the file named exactly so, else the one file whose
-/// stem is the id (`person_a_1.jpg`), else the one file whose name starts with `ID_` or
-/// `ID.` (the reference's `1234_crop_square.jpg`).
-struct PhotoIndex {
-    by_name: HashMap<String, PathBuf>,
-    /// `None` marks a stem or prefix shared by several files.
-    by_stem: HashMap<String, Option<PathBuf>>,
-    by_prefix: HashMap<String, Option<PathBuf>>,
-}
-
-impl PhotoIndex {
-    fn new(dir: &Path) -> Result<PhotoIndex> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| Error::image(dir, format!("cannot read the photo folder: {e}")))?;
-        let mut names: Vec<(String, PathBuf)> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
-            .collect();
-        names.sort();
-        let mut ix = PhotoIndex {
-            by_name: HashMap::new(),
-            by_stem: HashMap::new(),
-            by_prefix: HashMap::new(),
-        };
-        let add = |m: &mut HashMap<String, Option<PathBuf>>, k: String, p: &PathBuf| {
-            m.entry(k)
-                .and_modify(|e| *e = None)
-                .or_insert(Some(p.clone()));
-        };
-        for (n, p) in names {
-            if let Some(stem) = p.file_stem() {
-                add(&mut ix.by_stem, stem.to_string_lossy().into_owned(), &p);
-            }
-            add(&mut ix.by_prefix, id_prefix(&n).to_string(), &p);
-            ix.by_name.insert(n, p);
-        }
-        Ok(ix)
-    }
-
-    /// `Ok(None)` when nothing matches, `Err(())` when the match is ambiguous.
-    fn find(&self, id: &str) -> std::result::Result<Option<PathBuf>, ()> {
-        if let Some(p) = self.by_name.get(id) {
-            return Ok(Some(p.clone()));
-        }
-        for m in [&self.by_stem, &self.by_prefix] {
-            match m.get(id) {
-                Some(Some(p)) => return Ok(Some(p.clone())),
-                Some(None) => return Err(()),
-                None => {}
-            }
-        }
-        Ok(None)
-    }
 }
 
 /// Every listed image in list order, first listing wins: (list, line, image id).
@@ -226,14 +100,14 @@ fn from_photos(
     for (list, line, id) in listed(lists) {
         let at = format!("listed on line {line} of {}", list.path.display());
         let path = match index.find(id) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
+            Found::One(p) => p,
+            Found::None => {
                 return Err(Error::image(
                     dir.join(id),
                     format!("no photo for image {id} ({at})"),
                 ))
             }
-            Err(()) => {
+            Found::Ambiguous => {
                 return Err(Error::image(
                     dir.join(id),
                     format!("several photos in the folder match image {id} ({at})"),
@@ -242,7 +116,7 @@ fn from_photos(
         };
         jobs.push((id.to_string(), path));
     }
-    let an = analyser(a, bundle)?;
+    let an = Settings::defaults(bundle, a.threads)?.load()?;
     let pb = bar(jobs.len(), "photos encoded");
     let mut out = HashMap::new();
     for (id, path) in jobs {
@@ -301,53 +175,11 @@ fn report_json(r: &EvalReport, source: &str) -> serde_json::Value {
     })
 }
 
-fn report_table(r: &EvalReport, title: &str) -> String {
-    let mut s = format!("{title}\n");
-    s += &format!(
-        "{:<10} {:>9} {:>7} {:>10} {:>7} {:>7} {:>7} {:>7}\n",
-        "test set", "gallery", "test", "syndromes", "top-1", "top-5", "top-10", "top-30"
-    );
-    let row = |name: String, g: String, t: String, syn: String, k: &[f64; 4]| {
-        format!(
-            "{name:<10} {g:>9} {t:>7} {syn:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2}\n",
-            k[0], k[1], k[2], k[3]
-        )
-    };
-    for sp in &r.splits {
-        let name = sp.split.map_or("all".to_string(), |x| format!("split {x}"));
-        s += &row(
-            name,
-            sp.gallery_images.to_string(),
-            sp.test_images.to_string(),
-            sp.test_syndromes.to_string(),
-            &sp.top_k,
-        );
-    }
-    if r.splits.len() > 1 {
-        s += &row(
-            "mean".into(),
-            format!("{:.1}", r.gallery_images),
-            format!("{:.1}", r.test_images),
-            String::new(),
-            &r.top_k,
-        );
-    }
-    let missing: usize = r
-        .splits
-        .iter()
-        .map(|x| x.test_syndromes_not_in_gallery)
-        .sum();
-    if missing > 0 {
-        s += &format!("note: {missing} test syndrome(s) have no gallery image (always a miss)\n");
-    }
-    s += "top-k mean accuracy in percent (per syndrome, then the mean over syndromes)\n";
-    s
-}
-
 fn usage(msg: &str) -> Error {
     Error::Usage(msg.into())
 }
 
+/// The paper's protocol (or verification with `--pairs`); prints a table or JSON.
 pub fn run(a: EvalArgs) -> Result<i32> {
     if let Some(pairs) = &a.pairs {
         return run_verify(&a, pairs);
@@ -443,7 +275,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
             names.join(" + "),
             test.display()
         );
-        print!("{}", report_table(&report, &title));
+        print!("{}", report::eval_table(&report, &title));
     }
     Ok(0)
 }
@@ -467,7 +299,7 @@ fn run_verify(a: &EvalArgs, pairs_path: &Path) -> Result<i32> {
         .collect();
     names.sort();
     names.dedup();
-    let an = analyser(a, bundle)?;
+    let an = Settings::defaults(bundle, a.threads)?.load()?;
     let pb = bar(names.len(), "photos encoded");
     let mut cache: HashMap<String, Embeddings> = HashMap::new();
     for n in names {

@@ -2,91 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use gestalt_edge::gallery::labels::read_labels;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::{pipeline, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::args::{AddArgs, BuildArgs, InspectArgs, StorageArg};
-use crate::cli::Analyser;
-
-/// One row of a labels CSV.
-struct Row {
-    line: u64,
-    image: String,
-    case: Case,
-}
+use crate::cli::resolve::{Session, Settings};
 
 fn usage(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::Usage(format!("{}: {msg}", path.display()))
-}
-
-fn read_labels(path: &Path) -> Result<Vec<Row>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| usage(path, format!("cannot read the labels CSV: {e}")))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| usage(path, format!("cannot read the header: {e}")))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(image), Some(label)) = (col("image"), col("label")) else {
-        return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez)"));
-    };
-    let (subject, omim, gene, entrez) = (col("subject"), col("omim"), col("gene"), col("entrez"));
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| usage(path, format!("malformed CSV: {e}")))?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let field = |i: Option<usize>| {
-            i.and_then(|i| record.get(i))
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-        };
-        let number = |i: Option<usize>, what: &str| -> Result<Option<u32>> {
-            field(i)
-                .map(|s| {
-                    s.parse::<u32>().map_err(|_| {
-                        usage(
-                            path,
-                            format!("line {line}: {what} '{s}' is not a whole number"),
-                        )
-                    })
-                })
-                .transpose()
-        };
-        let img = field(Some(image))
-            .ok_or_else(|| usage(path, format!("line {line}: empty image column")))?;
-        let syndrome = field(Some(label))
-            .ok_or_else(|| usage(path, format!("line {line}: empty label column")))?;
-        let entrez_id = number(entrez, "entrez id")?;
-        let genes = match field(gene) {
-            Some(g) => vec![(g, entrez_id)],
-            None if entrez_id.is_some() => {
-                return Err(usage(
-                    path,
-                    format!("line {line}: an entrez id without a gene"),
-                ))
-            }
-            None => vec![],
-        };
-        let case = Case {
-            image_id: img.clone(),
-            subject: field(subject),
-            syndrome,
-            omim: number(omim, "OMIM id")?,
-            genes,
-        };
-        rows.push(Row {
-            line,
-            image: img,
-            case,
-        });
-    }
-    if rows.is_empty() {
-        return Err(usage(path, "lists no photos"));
-    }
-    Ok(rows)
 }
 
 fn storage(s: StorageArg) -> Storage {
@@ -96,8 +21,8 @@ fn storage(s: StorageArg) -> Storage {
     }
 }
 
-fn key_specs(analyser: &Analyser) -> Vec<KeySpec> {
-    analyser
+fn key_specs(session: &Session) -> Vec<KeySpec> {
+    session
         .bundle
         .keys()
         .into_iter()
@@ -105,13 +30,14 @@ fn key_specs(analyser: &Analyser) -> Vec<KeySpec> {
         .collect()
 }
 
+/// `gallery build`: every labelled photo with a usable face into a new gallery file.
 pub fn build(a: BuildArgs) -> Result<i32> {
     let rows = read_labels(&a.labels)?;
-    let analyser = Analyser::new(&a.analyse)?;
+    let session = Settings::resolve(&a.analyse, None)?.load()?;
     let mut gallery = Gallery::new(
-        analyser.bundle.id.clone(),
+        session.bundle.id.clone(),
         a.gallery_version.clone(),
-        key_specs(&analyser),
+        key_specs(&session),
         storage(a.storage),
     )?;
     let base = a.labels.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -126,7 +52,7 @@ pub fn build(a: BuildArgs) -> Result<i32> {
     for row in &rows {
         let path = base.join(&row.image);
         bar.set_message(row.image.clone());
-        match analyser.analyse(&path) {
+        match session.analyse(&path) {
             Ok(face) => {
                 gallery
                     .add(&row.case, &face.embeddings)
@@ -172,11 +98,13 @@ pub fn build(a: BuildArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `gallery add`: one diagnosed photo into an existing gallery (rewritten atomically).
 pub fn add(a: AddArgs) -> Result<i32> {
-    let mut gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
-    let analyser = Analyser::new(&a.analyse)?;
-    pipeline::check_gallery(&analyser.bundle, &gallery)?;
-    let face = analyser.analyse(&a.image)?;
+    let settings = Settings::resolve(&a.analyse, None)?;
+    let mut gallery = settings.read_gallery(&a.gallery)?;
+    let session = settings.load()?;
+    pipeline::check_gallery(&session.bundle, &gallery)?;
+    let face = session.analyse(&a.image)?;
     let image_id = a.image_id.clone().unwrap_or_else(|| {
         a.image
             .file_name()
@@ -207,6 +135,7 @@ pub fn add(a: AddArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `gallery inspect`: the gallery's summary, as a table or JSON.
 pub fn inspect(a: InspectArgs) -> Result<i32> {
     let gallery = Gallery::read(&a.file)?;
     let s = gallery.summary();

@@ -1,60 +1,18 @@
 //! `gestalt-edge gallery import`: the reference's encodings CSV, image list and syndromes
 //! TSV (what GMDB holders have) in, a gallery file out (written atomically).
 
-use std::path::PathBuf;
-
 use gestalt_edge::bundle;
-use gestalt_edge::embed::Key;
-use gestalt_edge::gmdb::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
-use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
 use gestalt_edge::gallery::{KeySpec, Storage};
+use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
+use gestalt_edge::gmdb::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
 use gestalt_edge::Result;
 
-use crate::cli::args::StorageArg;
+use crate::cli::args::{ImportArgs, StorageArg};
 
 /// Bundle id stored in a gallery imported without `--bundle` (`predict` refuses it).
 const UNBOUND: &str = "unbound";
 
-/// Arguments of `gallery import`.
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
-    /// Reference encodings CSV, `;`-separated: img_name;model;flip;gray;class_conf;representations.
-    #[arg(long, value_name = "CSV")]
-    pub encodings: PathBuf,
-    /// Image list CSV `image_id,subject,label[,split]`: the images to put in the gallery.
-    #[arg(long, value_name = "CSV")]
-    pub images: PathBuf,
-    /// Syndromes TSV: syndrome_id, syndrome_name, OMIM (tab-separated).
-    #[arg(long, value_name = "TSV")]
-    pub syndromes: PathBuf,
-    /// Gene metadata (CSV or TSV): image_id or syndrome_id, gene_name[, gene_entrez_id].
-    #[arg(long, value_name = "FILE")]
-    pub genes: Option<PathBuf>,
-    /// Store reference model REF under embedder name EMB (repeatable, e.g. --map m0=r50).
-    /// Models are matched by name only, never by position.
-    #[arg(long = "map", value_name = "REF=EMB")]
-    pub map: Vec<String>,
-    /// Bind the gallery to this bundle: its id is stored and the keys and widths must be
-    /// exactly the bundle's (only the manifest is read).
-    #[arg(long, value_name = "MANIFEST")]
-    pub bundle: Option<PathBuf>,
-    /// Import only this split of a list with a split column (rows without a split too).
-    #[arg(long, value_name = "N")]
-    pub split: Option<u32>,
-    /// Gallery file to write (replaced atomically).
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// Storage type of the embeddings.
-    #[arg(long, value_enum, default_value = "f16")]
-    pub storage: StorageArg,
-    /// Version string reported as gallery_version.
-    #[arg(long, value_name = "TEXT", default_value = "1")]
-    pub gallery_version: String,
-    /// Print a JSON summary.
-    #[arg(long)]
-    pub json: bool,
-}
-
+/// Imports the reference files into a gallery file.
 pub fn run(a: ImportArgs) -> Result<i32> {
     let mapping = a
         .map
@@ -64,19 +22,9 @@ pub fn run(a: ImportArgs) -> Result<i32> {
     let (bundle_id, bundle_keys) = match &a.bundle {
         Some(path) => {
             let m = bundle::read_manifest(path)?;
-            let keys: Vec<KeySpec> = m
-                .embedders
-                .iter()
-                .flat_map(|e| {
-                    e.views.iter().map(move |v| KeySpec {
-                        key: Key {
-                            model: e.name.clone(),
-                            flip: v[0],
-                            gray: v[1],
-                        },
-                        width: e.width,
-                    })
-                })
+            let keys: Vec<KeySpec> = gestalt_edge::embed::manifest_keys(&m)
+                .into_iter()
+                .map(|(key, width)| KeySpec { key, width })
                 .collect();
             (bundle::bundle_id(&m), Some(keys))
         }

@@ -1,60 +1,10 @@
 //! `gestalt-edge model synth | quantize`: write architecture-exact graphs, and post-training
 //! int8 bundles with their agreement report.
 
-use std::path::PathBuf;
-
 use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::{Error, Result};
 
-/// Model tools.
-#[derive(Debug, clap::Subcommand)]
-pub enum ModelCommand {
-    /// Write an architecture-exact ONNX graph with seeded (random, untrained) weights.
-    Synth(SynthArgs),
-    /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
-    /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
-    Quantize(super::quantize::QuantizeArgs),
-    /// Show what tract makes of one model: optimised operators, matrix kernels, time per
-    /// operator kind.
-    Profile(ProfileArgs),
-    /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
-    /// image, so the first start on the device skips ONNX parsing.
-    Compile(super::compile::CompileArgs),
-}
-
-/// Arguments of `model profile`.
-#[derive(Debug, clap::Args)]
-pub struct ProfileArgs {
-    /// ONNX model file.
-    #[arg(long, value_name = "FILE.onnx")]
-    pub model: PathBuf,
-    /// Input width in pixels.
-    #[arg(long, default_value_t = 112)]
-    pub width: u32,
-    /// Input height in pixels.
-    #[arg(long, default_value_t = 112)]
-    pub height: u32,
-    /// Timed forward passes (after one warm-up).
-    #[arg(long, default_value_t = 3)]
-    pub passes: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Arguments of `model synth`.
-#[derive(Debug, clap::Args)]
-pub struct SynthArgs {
-    /// Architecture: iresnet50, iresnet100, retinaface-mnet025 or retinaface-r50.
-    #[arg(long, value_name = "NAME")]
-    pub arch: String,
-    /// ONNX file to write (replaced atomically).
-    #[arg(long, value_name = "FILE.onnx")]
-    pub out: PathBuf,
-    /// Seed of the random weights (same seed, same bytes).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
-}
+use crate::cli::args::{ModelCommand, ProfileArgs, SynthArgs};
 
 pub fn run(c: ModelCommand) -> Result<i32> {
     match c {

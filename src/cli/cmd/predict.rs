@@ -2,17 +2,17 @@
 
 use std::io::Write;
 
-use gestalt_edge::pipeline::{self, Prediction};
+use gestalt_edge::pipeline;
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{Error, Result};
 
 use crate::cli::args::PredictArgs;
-use crate::cli::Analyser;
+use crate::cli::exit;
+use crate::cli::report;
+use crate::cli::resolve::Settings;
 
+/// Ranks every photo; a photo that fails is reported and the batch goes on.
 pub fn run(a: PredictArgs) -> Result<i32> {
-    if a.top == 0 {
-        return Err(Error::Usage("--top must be at least 1".into()));
-    }
     if let Some(t) = a.same_patient_threshold {
         if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
             return Err(Error::Usage(
@@ -20,49 +20,51 @@ pub fn run(a: PredictArgs) -> Result<i32> {
             ));
         }
     }
-    let analyser = Analyser::new(&a.analyse)?;
-    let gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
-    pipeline::check_gallery(&analyser.bundle, &gallery)?;
+    let settings = Settings::resolve(&a.analyse, None)?;
+    let session = settings.load()?;
+    let gallery = session.settings.read_gallery(&a.gallery)?;
+    pipeline::check_gallery(&session.bundle, &gallery)?;
     // one-shot: deriving the index costs more than it saves (30k images: built in ~0.8 s,
     // then ~28 ms per search against ~32 ms flat), so predict scans; `run` indexes
     let matcher = Matcher::flat(&gallery);
     let rank_opts = RankOptions {
-        top: a.top,
+        top: a.top.get(),
         same_patient_threshold: a.same_patient_threshold,
     };
 
-    let mut exit = 0;
+    let mut first_failure = exit::OK;
     let mut json = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &a.images {
-        let result = gestalt_edge::capture::load_image(path, &analyser.limits).and_then(|frame| {
-            pipeline::predict(
-                &analyser.bundle,
-                &matcher,
-                &frame,
-                &analyser.pipeline,
-                &rank_opts,
-            )
-        });
+        let result =
+            gestalt_edge::capture::load_image(path, &session.settings.limits).and_then(|frame| {
+                pipeline::predict(
+                    &session.bundle,
+                    &matcher,
+                    &frame,
+                    &session.settings.pipeline,
+                    &rank_opts,
+                )
+            });
         match result {
             Ok(p) => {
                 if a.json {
                     json.push(serde_json::to_value(&p).unwrap_or_default());
                 } else {
-                    let _ = write!(out, "{}", table(&p));
+                    let _ = write!(out, "{}", report::prediction_table(&p));
                 }
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                if exit == 0 {
-                    exit = e.exit_code();
+                if first_failure == exit::OK {
+                    first_failure = exit::code(&e);
                 }
                 if a.json {
                     json.push(serde_json::json!({
                         "image": path.display().to_string(),
                         "error": e.to_string(),
-                        "exit_code": e.exit_code(),
+                        "exit_code": exit::code(&e),
                     }));
                 }
             }
@@ -75,54 +77,5 @@ pub fn run(a: PredictArgs) -> Result<i32> {
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );
     }
-    Ok(exit)
-}
-
-fn opt(v: Option<u32>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-}
-
-/// The human-readable result for one photo.
-pub fn table(p: &Prediction) -> String {
-    let mut s = String::new();
-    let faces = if p.faces_found == 1 {
-        "1 face".to_string()
-    } else {
-        format!("{} faces", p.faces_found)
-    };
-    s += &format!(
-        "{}: {faces} found (analysed score {:.2}); model {} [bundle {}], gallery {}, {} images compared\n",
-        p.image, p.face.score, p.model_version, p.bundle_id, p.gallery_version, p.images_compared
-    );
-    s += &format!(
-        "  {:>2}  {:<32} {:>8} {:>9} {:>8}  {}\n",
-        "#", "syndrome", "OMIM", "distance", "gestalt", "nearest gallery image (subject)"
-    );
-    for (i, h) in p.suggested_syndromes_list.iter().enumerate() {
-        s += &format!(
-            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}  {} ({})\n",
-            i + 1,
-            h.syndrome_name,
-            opt(h.omim_id),
-            h.distance,
-            h.gestalt_score,
-            h.image_id,
-            h.subject_id
-        );
-    }
-    if !p.suggested_genes_list.is_empty() {
-        let genes: Vec<String> = p
-            .suggested_genes_list
-            .iter()
-            .map(|g| format!("{} ({:.4})", g.gene_name, g.distance))
-            .collect();
-        s += &format!("  genes: {}\n", genes.join(", "));
-    }
-    let t = &p.timings_ms;
-    s += &format!(
-        "  time: detect {:.0} ms, align {:.1} ms, embed {:.0} ms, rank {:.2} ms\n",
-        t.detect_ms, t.align_ms, t.embed_ms, t.rank_ms
-    );
-    s += "  Decision support only: similarity to diagnosed cases, not a diagnosis.\n\n";
-    s
+    Ok(first_failure)
 }

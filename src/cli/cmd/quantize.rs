@@ -1,55 +1,17 @@
 //! `gestalt-edge model quantize --bundle IN --calib DIR --out OUT`: post-training int8 of a
-//! whole bundle (`bundle::calibrate`), with its progress and agreement report printed.
+//! whole bundle (`tools::calibrate`), with its progress and agreement report printed.
 
-use std::path::PathBuf;
-
-use gestalt_edge::tools::calibrate::{self, Agreement, QuantizeSettings, Skipped};
 use gestalt_edge::bundle::{Bundle, LoadOptions};
+use gestalt_edge::tools::calibrate::{self, Agreement, QuantizeSettings, Skipped};
 use gestalt_edge::tools::quantize;
 use gestalt_edge::{Error, Result};
 
-/// Arguments of `model quantize`.
-#[derive(Debug, clap::Args)]
-pub struct QuantizeArgs {
-    /// Float model-bundle manifest to quantize.
-    #[arg(long, value_name = "MANIFEST")]
-    pub bundle: PathBuf,
-    /// Folder of calibration photos (JPEG/PNG) showing faces.
-    #[arg(long, value_name = "DIR")]
-    pub calib: PathBuf,
-    /// Manifest of the int8 bundle to write; its model files go next to it.
-    #[arg(long, value_name = "MANIFEST")]
-    pub out: PathBuf,
-    /// Keep the first and the last quantizable layer of every model in float.
-    #[arg(long)]
-    pub keep_float_ends: bool,
-    /// Activations as symmetric i8 (zero point 0) instead of u8 with a zero point: tract then
-    /// needs no zero-point correction around the integer products.
-    #[arg(long)]
-    pub symmetric: bool,
-    /// Keep fully connected (Gemm) layers in float: tract re-sums and re-packs integer
-    /// Gemm weights on every run.
-    #[arg(long)]
-    pub float_fc: bool,
-    /// Keep depthwise convolutions in float (tract's float depthwise kernel beats its int8
-    /// im2col path).
-    #[arg(long)]
-    pub float_depthwise: bool,
-    /// Fraction of each calibration tensor's values left outside its int8 range, per tail
-    /// (0 = min/max).
-    #[arg(long, value_name = "FRACTION", default_value_t = 3e-5)]
-    pub clip: f64,
-    /// Worker threads for the embedding passes [default: all cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-}
+use crate::cli::args::QuantizeArgs;
+use crate::cli::resolve;
 
+/// Quantizes the bundle and prints the agreement report.
 pub fn run(a: QuantizeArgs) -> Result<i32> {
-    let threads = match a.threads {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = resolve::threads(a.threads, None);
     if !(0.0..0.5).contains(&a.clip) {
         return Err(Error::Usage("--clip must be in [0, 0.5)".into()));
     }

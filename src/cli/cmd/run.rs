@@ -22,53 +22,10 @@ use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{pipeline, Error, Result};
 
-use crate::cli::args::AnalyseArgs;
-use crate::cli::Analyser;
-
-/// Arguments of `run`.
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// Board profile: rpi4, rpi5, rpi4-spi, jetson-orin-nano, x86-dev, or the path of a .toml profile.
-    #[arg(long, value_name = "BOARD")]
-    pub board: String,
-    #[command(flatten)]
-    pub analyse: AnalyseArgs,
-    /// Gallery file (made with the same bundle).
-    #[arg(long, value_name = "FILE")]
-    pub gallery: PathBuf,
-    /// Frames from: `camera` (the board's device), `camera:/dev/videoN`, `synthetic`, a photo
-    /// or a folder of photos.
-    #[arg(long, value_name = "camera|PATH", default_value = "camera")]
-    pub source: String,
-    /// Screen: png:FILE, fb:/dev/fbN, window, spi or none [default: the board's].
-    #[arg(long, value_name = "SCREEN")]
-    pub screen: Option<String>,
-    /// Screen size in pixels, WIDTHxHEIGHT [default: the board's].
-    #[arg(long, value_name = "WxH")]
-    pub screen_size: Option<String>,
-    /// Process one capture, print it and exit (exit 3 when no face passed the gate).
-    #[arg(long)]
-    pub once: bool,
-    /// Seconds a result stays on the screen [default: the board's].
-    #[arg(long, value_name = "S")]
-    pub result_seconds: Option<f32>,
-    /// Append one JSON line per result: time, bundle id, gallery version, top-5 (never
-    /// pixels or embeddings).
-    #[arg(long, value_name = "FILE")]
-    pub audit_log: Option<PathBuf>,
-    /// Save each captured photo as PNG in this folder. Off by default: no photo is written.
-    #[arg(long, value_name = "DIR")]
-    pub save_captures: Option<PathBuf>,
-    /// Print each result as one JSON line instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Stop after N failed attempts to reach the camera [default: retry for ever].
-    #[arg(long, value_name = "N")]
-    pub max_retries: Option<u32>,
-    /// Stop after N frames (for tests and soak runs).
-    #[arg(long, value_name = "N")]
-    pub max_frames: Option<u64>,
-}
+use crate::cli::args::RunArgs;
+use crate::cli::exit;
+use crate::cli::report;
+use crate::cli::resolve::Settings;
 
 fn parse_size(text: &str) -> Result<(u32, u32)> {
     let bad = || {
@@ -190,7 +147,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(mut a: RunArgs) -> Result<i32> {
+/// Runs the device loop until it ends; the exit code says how it ended.
+pub fn run(a: RunArgs) -> Result<i32> {
     let board = Board::load(&a.board)?;
     if let Some(s) = a.result_seconds {
         if !(s.is_finite() && s >= 0.0) {
@@ -220,28 +178,14 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             board.board.name, board.board.target
         );
     }
-    // precedence: --threads > board > all cores (Analyser's default)
-    a.analyse.threads = a.analyse.threads.or(board.board.threads);
-    // --public-key > the board's trusted key: signatures are then required on bundle and gallery
-    a.analyse.public_key = a
-        .analyse
-        .public_key
-        .take()
-        .or_else(|| board.bundle.public_key.clone());
-    // --cache-dir > the board's cache folder > the user cache folder (--no-cache: none)
-    a.analyse.cache.cache_dir = a
-        .analyse
-        .cache
-        .cache_dir
-        .take()
-        .or_else(|| board.bundle.cache_dir.clone());
-    let analyser = Analyser::new(&a.analyse)?;
-    let gallery = crate::cli::read_gallery(&a.gallery, &a.analyse)?;
-    pipeline::check_gallery(&analyser.bundle, &gallery)?;
-    let matcher = Matcher::new(&gallery, analyser.threads);
+    // flag > board profile > default: threads, trusted key, model cache folder
+    let session = Settings::resolve(&a.analyse, Some(&board))?.load()?;
+    let gallery = session.settings.read_gallery(&a.gallery)?;
+    pipeline::check_gallery(&session.bundle, &gallery)?;
+    let matcher = Matcher::new(&gallery, session.settings.threads);
     // a device runs for days: hand back what loading the gallery and its index freed
     gestalt_edge::bundle::release_freed_memory();
-    let mut source = open_source(&a, &board, &analyser.limits)?;
+    let mut source = open_source(&a, &board, &session.settings.limits)?;
 
     let mut screen: Box<dyn Screen> = match display::open_with(
         &screen_spec,
@@ -260,8 +204,8 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         board.board.name,
         board.board.target,
         format!("{:?}", board.bundle.precision).to_lowercase(),
-        analyser.bundle.model_version(),
-        analyser.bundle.id,
+        session.bundle.model_version(),
+        session.bundle.id,
         gallery.gallery_version(),
         gallery.len(),
         source.describe(),
@@ -276,9 +220,9 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         );
     }
     let mut analyzer = device::PipelineAnalyzer {
-        bundle: &analyser.bundle,
+        bundle: &session.bundle,
         matcher: &matcher,
-        options: analyser.pipeline,
+        options: session.settings.pipeline,
         rank: RankOptions {
             top: 5,
             same_patient_threshold: None,
@@ -312,15 +256,15 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
     let _ = stdout.lock().flush();
     Ok(match report.end {
         End::Once => match report.last_error {
-            Some(e) if report.captures == 0 => e.exit_code(),
-            _ => 0,
+            Some(e) if report.captures == 0 => exit::code(&e),
+            _ => exit::OK,
         },
         End::SourceEnded if a.once => {
             eprintln!(
                 "error: no capture: the source ended before a face passed the quality gate (last verdict: {})",
                 report.last_verdict
             );
-            3
+            exit::NO_FACE
         }
         End::SourceLost => {
             let e = report.last_error.map(|e| e.to_string()).unwrap_or_default();
@@ -328,9 +272,9 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
                 "error: gave up on the camera after {} attempts: {e}",
                 a.max_retries.unwrap_or(0)
             );
-            4
+            exit::IMAGE
         }
-        End::SourceEnded | End::Quit | End::MaxFrames => 0,
+        End::SourceEnded | End::Quit | End::MaxFrames => exit::OK,
     })
 }
 
@@ -377,7 +321,7 @@ fn report_event(e: &Event, a: &RunArgs) {
                     serde_json::to_string(prediction).unwrap_or_default()
                 );
             } else {
-                let _ = write!(out, "{}", super::predict::table(prediction));
+                let _ = write!(out, "{}", report::prediction_table(prediction));
             }
             let _ = out.flush();
             let now = unix_now();
@@ -409,7 +353,11 @@ mod tests {
         assert_eq!(parse_size("320x240").unwrap(), (320, 240));
         assert_eq!(parse_size("800X480").unwrap(), (800, 480));
         for bad in ["320", "0x240", "axb", "99999x2"] {
-            assert_eq!(parse_size(bad).unwrap_err().exit_code(), 2, "{bad}");
+            assert_eq!(
+                exit::code(&parse_size(bad).unwrap_err()),
+                exit::USAGE,
+                "{bad}"
+            );
         }
     }
 }

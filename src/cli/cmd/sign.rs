@@ -7,24 +7,7 @@ use std::path::{Path, PathBuf};
 use gestalt_edge::sign::{self, PublicKey, SecretKey};
 use gestalt_edge::{Error, Result};
 
-/// Arguments of `sign`.
-#[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["generate_key", "key", "verify"])))]
-pub struct SignArgs {
-    /// Make a new key pair: writes the secret key to OUT (owner-only permissions) and the
-    /// public key to OUT.pub. Refuses to overwrite existing files.
-    #[arg(long, value_name = "OUT")]
-    pub generate_key: Option<PathBuf>,
-    /// Secret key file to sign with (made by --generate-key).
-    #[arg(long, value_name = "SECRET", requires = "file")]
-    pub key: Option<PathBuf>,
-    /// Check FILE.sig against this public key instead of signing (exit 7 when it fails).
-    #[arg(long, value_name = "PUBLIC", requires = "file", conflicts_with = "key")]
-    pub verify: Option<PathBuf>,
-    /// File to sign or check (a bundle manifest or a gallery); the signature is FILE.sig.
-    #[arg(long, value_name = "F", num_args = 1.., action = clap::ArgAction::Append)]
-    pub file: Vec<PathBuf>,
-}
+use crate::cli::args::SignArgs;
 
 pub fn run(a: SignArgs) -> Result<i32> {
     if let Some(out) = &a.generate_key {
