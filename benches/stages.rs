@@ -4,7 +4,6 @@
 //! `cargo bench --bench stages` (the demo bundle must be prepared: scripts/setup.sh).
 
 #[allow(dead_code)]
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -17,9 +17,9 @@
 
 use std::collections::HashMap;
 
-use crate::gallery::{Case, Gallery, KeySpec, Storage};
-use crate::embed::{Embeddings, Key};
 use super::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
+use crate::embed::{Embeddings, Key};
+use crate::gallery::{Case, Gallery, KeySpec, Storage};
 use crate::{Error, Result};
 
 /// Parses one `REFMODEL=EMBEDDER` mapping.

@@ -16,9 +16,9 @@ use image::RgbImage;
 
 use super::quantize::{self, QuantOptions, QuantStats};
 use crate::bundle::{input, Bundle, LoadOptions};
-use crate::engine::Net;
 use crate::capture::{self, Limits};
 use crate::embed::Embeddings;
+use crate::engine::Net;
 use crate::pipeline::{self, PipelineOptions};
 use crate::rank::cosine_distance;
 use crate::{Error, Result};
