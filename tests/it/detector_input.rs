@@ -2,7 +2,7 @@
 //! is 640 and run at exactly that size, no padding, as GestaltMatcher-Arc runs RetinaFace.
 //! Checked on an architecture-exact RetinaFace-mobilenet0.25 made by `model synth`.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

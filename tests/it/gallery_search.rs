@@ -3,7 +3,7 @@
 //! derived at load, so files of every format version the reader accepts get one), and through
 //! `gestalt-edge bench`.
 
-mod util;
+use crate::util;
 
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::capture::{load_image, Limits};

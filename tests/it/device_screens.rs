@@ -6,7 +6,7 @@
 //! captures. The panel driver's wire protocol and the window's pixels are checked in the
 //! unit tests of `display::spi` and `display::window`.
 
-mod util;
+use crate::util;
 
 use std::ffi::OsString;
 

@@ -9,7 +9,7 @@
 //! all, not even loopback). (3) `cargo tree` lists no networking crate, with every feature on.
 //! Needs strace and unshare (Debian: strace, util-linux) and root or CAP_SYS_ADMIN for (2).
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,12 +3,12 @@
 //! bad input (file and line, exit code 6 for data files, 4 for photos, nothing written), and
 //! the real demo photos (photo mode, saved encodings, verification).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 
-use gestalt_edge::gmdb::reference::{EncodingTable, ImageList};
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::gmdb::reference::{EncodingTable, ImageList};
 use gestalt_edge::rank::{self, RankOptions};
 use serde_json::Value;
 use util::*;

@@ -2,7 +2,7 @@
 //! --key`, then `predict --public-key` accepts the signed files and refuses a tampered,
 //! unsigned or foreign-signed one with exit code 7 and its own message.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use util::*;

@@ -11,7 +11,7 @@
 //! of them while the file is being written. Each part keeps to a time budget and prints its
 //! outcome counts (run with `--nocapture`).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

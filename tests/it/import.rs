@@ -1,7 +1,7 @@
 //! `gestalt-edge gallery import`: reference encodings into a gallery, models mapped by name,
 //! bound to the demo bundle and used by `predict`; bad input with file, line and exit code.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 

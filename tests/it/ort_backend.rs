@@ -4,7 +4,7 @@
 //! `ORT_DYLIB_PATH`; without either these tests fail with the fix, they are never skipped.
 #![cfg(feature = "ort")]
 
-mod util;
+use crate::util;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! Golden images live in tests/golden/display/; after an intended change of the drawing,
 //! regenerate them with `GESTALT_BLESS=1 cargo test --test device golden` and look at them.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! the real demo photos: gallery build/add/inspect, predict, and every bad input of the core
 //! issue with its exit code and message.
 
-mod util;
+use crate::util;
 
 use serde_json::Value;
 use util::*;

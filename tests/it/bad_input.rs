@@ -2,7 +2,7 @@
 //! and what is wrong, never a panic. 2 usage, 3 no face, 4 unreadable image, 5 bad bundle,
 //! 6 bad gallery.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use util::*;

@@ -3,9 +3,9 @@
 //! crate cannot encode). Each case asserts the exit code and the message, and that nothing
 //! panicked. Exit codes: 0 ok, 3 no face, 4 unreadable image.
 
-mod util;
+use crate::util;
 
-#[path = "../fuzz/replay.rs"]
+#[path = "../../fuzz/replay.rs"]
 mod replay;
 
 use std::io::Cursor;

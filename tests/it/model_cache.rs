@@ -4,15 +4,15 @@
 //! reused; the CLI (`model compile`, `--cache-dir`, `--no-cache`) fills and uses the cache
 //! and survives an unusable cache folder.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 
-use gestalt_edge::engine::cache::{CacheStatus, ModelCache, ENTRY_EXT};
-use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::bundle::{Bundle, LoadOptions, Net};
 use gestalt_edge::capture::{load_image, Limits};
+use gestalt_edge::engine::cache::{CacheStatus, ModelCache, ENTRY_EXT};
 use gestalt_edge::pipeline::{self, PipelineOptions};
+use gestalt_edge::tools::synth::{self, Arch};
 use util::*;
 
 fn load(cache: Option<&Path>, threads: usize) -> Bundle {

@@ -2,7 +2,7 @@
 //! outputs onnxruntime computes (goldens in models/perf/golden/, made by
 //! models/perf/ort_golden.py), and the bench / quantize commands on real bundles.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@
 //! Rotation, aligned crop and gray view against OpenCV / scikit-image are in
 //! `tests/align_golden.rs`. Missing files fail the tests; they never skip.
 
-mod util;
+use crate::util;
 
 use std::path::PathBuf;
 
