@@ -7,6 +7,7 @@
 //! reference reports them. `gestalt_score = 1.3 - distance`.
 
 pub mod distance;
+mod exact;
 pub mod indexed;
 pub mod pca;
 pub mod scan;
