@@ -1,6 +1,6 @@
 //! Import of the reference's data (what GMDB holders have) into a gallery.
 //!
-//! Consumes the parsed reference files ([`crate::eval::reference`]: encodings CSV, image
+//! Consumes the parsed reference files ([`super::reference`]: encodings CSV, image
 //! list, syndromes TSV, optional gene metadata), an explicit mapping from reference model
 //! names (`m0`, `m1`, `m2`) to bundle embedder names, and optionally the bundle the gallery
 //! is for; produces a [`Gallery`] and an [`ImportReport`]. Models are matched by name only,
