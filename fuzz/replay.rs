@@ -147,6 +147,7 @@ pub fn image_to_top5(data: &[u8]) {
     let limits = Limits {
         max_pixels: 1 << 20,
         max_file_bytes: 1 << 20,
+        max_decode_bytes: 16 << 20,
     };
     let Ok(frame) = capture::decode(photo, Path::new("fuzz.jpg"), &limits) else {
         return;
