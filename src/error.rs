@@ -61,6 +61,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A signed bundle or gallery older than a revision this device has already seen, or a
+    /// revision state that cannot be read (see [`crate::rollback`]).
+    #[error("older than a revision already seen: {reason} (state {path})", path = .path.display())]
+    Rollback {
+        /// The revision state file.
+        path: PathBuf,
+        /// What was refused and why.
+        reason: String,
+    },
+
     /// An I/O failure on a file we were asked to write.
     #[error("{path}: {source}", path = .path.display())]
     Io {
@@ -115,7 +125,8 @@ impl Error {
 
     /// The process exit code the CLI uses for this error:
     /// 2 usage, 3 no face, 4 unreadable image, 5 bundle, 6 gallery, 7 signature (missing,
-    /// malformed, wrong key or tampered file), 1 for other I/O.
+    /// malformed, wrong key or tampered file), 8 rollback (older than a revision already
+    /// seen), 1 for other I/O.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
@@ -124,6 +135,7 @@ impl Error {
             Error::Bundle { .. } => 5,
             Error::Gallery { .. } => 6,
             Error::Signature { .. } => 7,
+            Error::Rollback { .. } => 8,
             Error::Io { .. } => 1,
         }
     }

@@ -12,7 +12,8 @@
 //!
 //! `bundle` loads the models a manifest describes (the only tract-aware code), `gallery` is
 //! the on-device file of diagnosed cases, `pipeline` composes the stages, and `sign` checks
-//! detached ed25519 signatures over manifests and galleries. The library never
+//! detached ed25519 signatures over manifests and galleries, `rollback` keeps the highest
+//! signed revision seen per bundle and gallery. The library never
 //! prints and never reads the environment; the `gestalt-edge` binary is a thin layer on top.
 
 pub mod align;
@@ -27,6 +28,7 @@ pub mod eval;
 pub mod gallery;
 pub mod pipeline;
 pub mod rank;
+pub mod rollback;
 pub mod sign;
 
 pub use error::{Error, Result};
