@@ -83,6 +83,19 @@ pub struct AnalyseArgs {
     /// Largest photo accepted, in megapixels (checked from the header before decoding).
     #[arg(long, value_name = "MP", default_value_t = 50.0)]
     pub max_megapixels: f64,
+    /// Most pixel memory one photo may take while decoding, in MiB: the decoder's buffer at
+    /// the file's bit depth, its 8-bit RGB copy and the rotated copy an EXIF orientation
+    /// needs (checked from the header; over it: exit 4).
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub max_decode_mb: u64,
+    /// Folder of the rollback marks (the highest signed revision seen per bundle and
+    /// gallery): with --public-key, an older signed bundle or gallery is exit 8
+    /// [`run`: default $XDG_STATE_HOME/gestalt-edge; other commands: none].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Accept a signed bundle or gallery older than one already seen (the marks stay).
+    #[arg(long)]
+    pub allow_older_revision: bool,
     /// Trusted ed25519 public key (from `sign --generate-key`): the bundle manifest and the
     /// gallery must carry valid detached signatures (FILE.sig) made with it, or exit 7.
     #[arg(long, value_name = "FILE")]
@@ -129,6 +142,10 @@ pub struct BuildArgs {
     /// Version string reported as gallery_version.
     #[arg(long, value_name = "TEXT", default_value = "1")]
     pub gallery_version: String,
+    /// Revision counter of the new gallery (start above the one it replaces: devices that
+    /// saw a higher signed revision of this gallery refuse a lower one).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub revision: u32,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::capture::Limits;
 use gestalt_edge::detect::FaceChoice;
 use gestalt_edge::pipeline::PipelineOptions;
+use gestalt_edge::rollback::{RevisionState, Subject, Verdict};
 use gestalt_edge::{Error, Result};
 
 use args::{AnalyseArgs, Cli, Command, FaceArg, GalleryCommand};
@@ -51,13 +52,53 @@ pub fn public_key(a: &AnalyseArgs) -> Result<Option<gestalt_edge::sign::PublicKe
         .transpose()
 }
 
-/// Reads a gallery with the size limit, and its signature when `--public-key` is given.
+/// Reads a gallery with the size limit, and its signature when `--public-key` is given;
+/// then, signed and with a state folder, checks and records its revision (exit 8 when older).
 pub fn read_gallery(path: &Path, a: &AnalyseArgs) -> Result<gestalt_edge::gallery::Gallery> {
     let options = gestalt_edge::gallery::io::ReadOptions {
         public_key: public_key(a)?,
         ..Default::default()
     };
-    gestalt_edge::gallery::Gallery::read_checked(path, &options)
+    let gallery = gestalt_edge::gallery::Gallery::read_checked(path, &options)?;
+    if options.public_key.is_some() {
+        let subject = Subject::Gallery {
+            bundle_id: gallery.bundle_id().to_string(),
+            gallery_version: gallery.gallery_version().to_string(),
+        };
+        check_revision(a, &subject, gallery.revision())?;
+    }
+    Ok(gallery)
+}
+
+/// The rollback check of a signed file against `--state-dir` (none: nothing is checked).
+fn check_revision(a: &AnalyseArgs, subject: &Subject, revision: u32) -> Result<()> {
+    let Some(dir) = &a.state_dir else {
+        return Ok(());
+    };
+    let state = RevisionState::new(dir);
+    if let Verdict::OlderAllowed { seen } =
+        state.check(subject, revision, a.allow_older_revision)?
+    {
+        eprintln!(
+            "warning: {subject} revision {revision} is older than revision {seen} already seen; \
+             accepted because of --allow-older-revision"
+        );
+    }
+    Ok(())
+}
+
+/// `$XDG_STATE_HOME/gestalt-edge` (when absolute), else `$HOME/.local/state/gestalt-edge`.
+pub fn default_state_dir() -> Option<std::path::PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let home = || {
+        std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".local/state"))
+    };
+    xdg.or_else(home).map(|d| d.join("gestalt-edge"))
 }
 
 /// The resolved settings for analysing photos.
@@ -76,6 +117,9 @@ impl Analyser {
                 "--max-megapixels must be a positive number".into(),
             ));
         }
+        if a.max_decode_mb == 0 {
+            return Err(Error::Usage("--max-decode-mb must be at least 1".into()));
+        }
         let threads = match a.threads {
             Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
             Some(n) => n,
@@ -83,6 +127,7 @@ impl Analyser {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
+        let key = public_key(a)?;
         let bundle = Bundle::load_checked(
             &a.bundle,
             LoadOptions {
@@ -90,8 +135,14 @@ impl Analyser {
                 backend: a.engine.backend()?,
                 cache_dir: a.cache.resolve(),
             },
-            public_key(a)?.as_ref(),
+            key.as_ref(),
         )?;
+        if key.is_some() {
+            let subject = Subject::Bundle {
+                name: bundle.manifest.bundle.name.clone(),
+            };
+            check_revision(a, &subject, bundle.manifest.bundle.revision)?;
+        }
         compile_cmd::warn(&bundle);
         gestalt_edge::bundle::release_freed_memory();
         let pipeline = PipelineOptions {
@@ -104,6 +155,7 @@ impl Analyser {
         };
         let limits = Limits {
             max_pixels: (a.max_megapixels * 1e6) as u64,
+            max_decode_bytes: a.max_decode_mb.saturating_mul(1 << 20),
             ..Limits::default()
         };
         Ok(Analyser {

@@ -62,6 +62,11 @@ pub struct RunArgs {
     /// Print each result as one JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print the full result (photo path, face box and landmarks, nearest gallery images and
+    /// subjects), as `predict` does. Off by default: the journal gets the top-5 syndromes and
+    /// the versions only, like the audit log.
+    #[arg(long)]
+    pub verbose: bool,
     /// Stop after N failed attempts to reach the camera [default: retry for ever].
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
@@ -228,6 +233,8 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         .public_key
         .take()
         .or_else(|| board.bundle.public_key.clone());
+    // --state-dir > the user state folder: the rollback marks of signed files
+    a.analyse.state_dir = a.analyse.state_dir.take().or_else(super::default_state_dir);
     // --cache-dir > the board's cache folder > the user cache folder (--no-cache: none)
     a.analyse.cache.cache_dir = a
         .analyse
@@ -236,6 +243,11 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         .take()
         .or_else(|| board.bundle.cache_dir.clone());
     let analyser = Analyser::new(&a.analyse)?;
+    gestalt_edge::board::check_precision(
+        &board,
+        analyser.bundle.manifest.bundle.precision,
+        &a.analyse.bundle,
+    )?;
     let gallery = super::read_gallery(&a.gallery, &a.analyse)?;
     pipeline::check_gallery(&analyser.bundle, &gallery)?;
     let matcher = Matcher::new(&gallery, analyser.threads);
@@ -259,7 +271,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         "gestalt-edge run: board {} ({}), {} bundle {} [{}], gallery {} ({} images), {}, {}",
         board.board.name,
         board.board.target,
-        format!("{:?}", board.bundle.precision).to_lowercase(),
+        analyser.bundle.manifest.bundle.precision,
         analyser.bundle.model_version(),
         analyser.bundle.id,
         gallery.gallery_version(),
@@ -345,7 +357,14 @@ fn report_event(e: &Event, a: &RunArgs) {
             retry_in.as_secs_f32()
         ),
         Event::SourceRecovered => eprintln!("note: the camera is back"),
-        Event::BadFrame { error } => eprintln!("warning: skipped a frame: {error}"),
+        Event::BadFrame {
+            error,
+            consecutive,
+            retry_in,
+        } => eprintln!(
+            "warning: skipped a frame ({consecutive} in a row): {error}; next frame in {:.1} s",
+            retry_in.as_secs_f32()
+        ),
         Event::ScreenFailed { error } => {
             eprintln!("warning: the screen failed: {error}; going on (results on stdout)")
         }
@@ -369,18 +388,17 @@ fn report_event(e: &Event, a: &RunArgs) {
             }
         }
         Event::Result { prediction, frame } => {
-            let mut out = std::io::stdout().lock();
-            if a.json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(prediction).unwrap_or_default()
-                );
-            } else {
-                let _ = write!(out, "{}", super::predict_cmd::table(prediction));
-            }
-            let _ = out.flush();
             let now = unix_now();
+            let mut out = std::io::stdout().lock();
+            let brief = AuditRecord::new(prediction, now);
+            let text = match (a.verbose, a.json) {
+                (true, true) => serde_json::to_string(prediction).unwrap_or_default() + "\n",
+                (true, false) => super::predict_cmd::table(prediction),
+                (false, true) => serde_json::to_string(&brief).unwrap_or_default() + "\n",
+                (false, false) => brief_table(&brief),
+            };
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
             if let Some(log) = &a.audit_log {
                 if let Err(err) = audit::append(log, &AuditRecord::new(prediction, now)) {
                     eprintln!("warning: audit log: {err}");
@@ -398,6 +416,31 @@ fn report_event(e: &Event, a: &RunArgs) {
         }
         Event::AnalysisFailed { error } => eprintln!("error: {error}"),
     }
+}
+
+/// The result as the journal sees it without `--verbose`: the top-5 syndromes and the
+/// versions, as in the audit log; no photo path, face geometry, gallery image or subject id.
+fn brief_table(r: &AuditRecord) -> String {
+    let mut s = format!(
+        "result {}: model {} [bundle {}], gallery {}\n",
+        r.time, r.model_version, r.bundle_id, r.gallery_version
+    );
+    s += &format!(
+        "  {:>2}  {:<32} {:>8} {:>9} {:>8}\n",
+        "#", "syndrome", "OMIM", "distance", "gestalt"
+    );
+    for (i, h) in r.top5.iter().enumerate() {
+        s += &format!(
+            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}\n",
+            i + 1,
+            h.syndrome_name,
+            h.omim_id.map_or_else(|| "-".to_string(), |n| n.to_string()),
+            h.distance,
+            h.gestalt_score
+        );
+    }
+    s += "  Decision support only: similarity to diagnosed cases, not a diagnosis.\n\n";
+    s
 }
 
 #[cfg(test)]
