@@ -105,6 +105,11 @@ pub fn link_demo_models(dir: &Path) {
     let models = root().join("models/demo");
     for f in ["yunet.onnx", "sface.onnx"] {
         let (from, to) = (models.join(f), dir.join(f));
+        // never copy onto an existing name: it may be a hard link to the original, and a
+        // copy would truncate the original through it
+        if to.exists() {
+            continue;
+        }
         if std::fs::hard_link(&from, &to).is_err() {
             std::fs::copy(&from, &to).expect("copy a demo model");
         }
