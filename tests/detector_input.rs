@@ -137,17 +137,8 @@ fn exact_mode_runs_retinaface_unpadded_at_the_photo_shape() {
 fn exact_mode_is_refused_for_yunet() {
     let dir = tempdir();
     let text = std::fs::read_to_string(demo_bundle()).unwrap();
-    let demo = root().join("models/demo");
-    let text = text
-        .replace("nms_iou = 0.3", "nms_iou = 0.3\ninput_mode = \"exact\"")
-        .replace(
-            "\"yunet.onnx\"",
-            &format!("{:?}", demo.join("yunet.onnx").display().to_string()),
-        )
-        .replace(
-            "\"sface.onnx\"",
-            &format!("{:?}", demo.join("sface.onnx").display().to_string()),
-        );
+    link_demo_models(dir.path());
+    let text = text.replace("nms_iou = 0.3", "nms_iou = 0.3\ninput_mode = \"exact\"");
     let m = dir.path().join("bundle.toml");
     std::fs::write(&m, text).unwrap();
     let o = cmd()

@@ -221,7 +221,7 @@ fn synthetic_source_runs_the_preview_without_hardware() {
     let o = run([
         "run",
         "--board",
-        "rpi4",
+        "x86-dev",
         "--bundle",
         demo_bundle().to_str().unwrap(),
         "--gallery",
