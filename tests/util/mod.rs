@@ -127,6 +127,8 @@ pub fn demo_bundle_copy(dir: &Path) -> PathBuf {
 
 /// Runs `c` and returns its output, its peak resident set size in KiB (from the kernel's
 /// accounting of this one child, `wait4`) and its wall time.
+// the child is reaped by wait4, which std's Child::wait cannot replace (it drops the rusage)
+#[allow(clippy::zombie_processes)]
 pub fn run_measured(c: &mut Command) -> (Output, u64, std::time::Duration) {
     use std::io::Read;
     let start = std::time::Instant::now();
