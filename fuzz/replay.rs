@@ -13,13 +13,16 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use gestalt_edge::bundle::{bundle_id, input, ChannelOrder, InputSpec, Manifest};
+use gestalt_edge::bundle::{
+    bundle_id, confine, input, ChannelOrder, InputSpec, Manifest, Precision,
+};
 use gestalt_edge::capture::{self, Limits};
 use gestalt_edge::detect::{self, yunet, FaceChoice};
 use gestalt_edge::embed::{self, Embeddings, Key};
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::gmdb::reference::EncodingTable;
 use gestalt_edge::rank::{self, RankOptions};
+use gestalt_edge::sign::{self, Role, SecretKey};
 
 /// The gallery file decoder: any bytes give a gallery or an error, and a decoded gallery
 /// survives a write/read round trip unchanged. The bytes are tried as given and with their
@@ -38,6 +41,14 @@ pub fn gallery_from_bytes(data: &[u8]) {
 
 fn gallery_round_trip(data: &[u8]) {
     if let Ok(g) = Gallery::from_bytes(data, Path::new("fuzz.gallery")) {
+        // what decoded passed the bounded pre-pass, within its memory budget (the version
+        // is one varint byte in what this build writes)
+        if data[8] == 1 {
+            let body = &data[9..data.len() - 4];
+            let s = gestalt_edge::gallery::skim::skim(body, data.len() as u64)
+                .expect("a decoded gallery passes the pre-pass");
+            assert_eq!(s.counts[4], g.len() as u64);
+        }
         let bytes = g.to_bytes();
         let again = Gallery::from_bytes(&bytes, Path::new("again.gallery"))
             .expect("a gallery this build wrote must read back");
@@ -51,6 +62,20 @@ pub fn manifest_parse(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(m) = Manifest::parse(text) {
             assert_eq!(bundle_id(&m).len(), 16);
+            // every model file is a confined name
+            assert!(confine::check_name(&m.detector.file).is_ok());
+            assert!(m
+                .embedders
+                .iter()
+                .all(|e| confine::check_name(&e.file).is_ok()));
+            // revision and precision stay out of the bundle id
+            let mut other = m.clone();
+            other.bundle.revision = m.bundle.revision.wrapping_add(1);
+            other.bundle.precision = match m.bundle.precision {
+                Precision::F32 => Precision::Int8,
+                Precision::Int8 => Precision::F32,
+            };
+            assert_eq!(bundle_id(&other), bundle_id(&m));
         }
     }
 }
@@ -62,6 +87,32 @@ pub fn reference_csv(data: &[u8]) {
         let _ = table.find("1");
         let _ = table.find("");
     }
+}
+
+/// A detached signature file and the bytes it covers: two bytes (little-endian u16) give the
+/// length of the signature text, the rest is the signed file. Verifying under either role and
+/// reading the file's role and revision never panic; a signature that verifies states a role
+/// and revision that re-signing reproduces exactly.
+pub fn signature_file(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let n = u16::from_le_bytes([data[0], data[1]]) as usize;
+    let rest = &data[2..];
+    let (sig, signed) = rest.split_at(n.min(rest.len()));
+    let key = SecretKey::from_seed([7; 32]);
+    let text = String::from_utf8_lossy(sig);
+    let path = Path::new("fuzz.toml");
+    for role in [Role::Manifest, Role::Gallery] {
+        if let Ok(revision) = sign::verify(&key.public(), role, signed, &text, path) {
+            let again = key.sign(role, revision, signed);
+            let fields = |t: &str| -> Vec<String> {
+                t.lines().map(|l| l.trim().to_string()).take(5).collect()
+            };
+            assert_eq!(fields(&again), fields(&text));
+        }
+    }
+    let _ = sign::describe(signed, path);
 }
 
 const SIZE: u32 = 160;
@@ -147,6 +198,7 @@ pub fn image_to_top5(data: &[u8]) {
     let limits = Limits {
         max_pixels: 1 << 20,
         max_file_bytes: 1 << 20,
+        max_decode_bytes: 16 << 20,
     };
     let Ok(frame) = capture::decode(photo, Path::new("fuzz.jpg"), &limits) else {
         return;

@@ -85,6 +85,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A signed bundle or gallery older than a revision this device has already seen, or a
+    /// revision state that cannot be read (see [`crate::rollback`]).
+    #[error("older than a revision already seen: {reason} (state {path})", path = .path.display())]
+    Rollback {
+        /// The revision state file.
+        path: PathBuf,
+        /// What was refused and why.
+        reason: String,
+    },
+
     /// An I/O failure on a file we were asked to write.
     #[error("{path}: {source}", path = .path.display())]
     Io {

@@ -13,7 +13,8 @@
 //! `bundle` is what a bundle is (manifest, sha256 checks, bundle id, loading); `engine` runs
 //! its networks (tract, or onnxruntime with the `ort` feature); `gallery` is the on-device
 //! file of diagnosed cases; `pipeline` composes the stages; `sign` checks detached ed25519
-//! signatures over manifests and galleries; `fsio` writes files atomically under one
+//! signatures over manifests and galleries; `rollback` keeps the highest signed revision
+//! seen per bundle and gallery; `fsio` writes files atomically under one
 //! permission rule. `gmdb` reads the GestaltMatcher reference files, `eval` runs the paper's
 //! protocol, `board` and `display` drive a device, and `tools` is the workstation toolchain
 //! (model synth, quantize, calibrate, profile, synthetic galleries). The library never
@@ -34,6 +35,7 @@ pub mod gallery;
 pub mod gmdb;
 pub mod pipeline;
 pub mod rank;
+pub mod rollback;
 pub mod sign;
 pub mod tools;
 

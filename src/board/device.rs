@@ -79,10 +79,14 @@ pub enum Event<'a> {
     },
     /// The source is back after failing.
     SourceRecovered,
-    /// A frame was skipped.
+    /// A frame was skipped; the loop waits `retry_in` before the next one.
     BadFrame {
         /// What was wrong.
         error: &'a SourceError,
+        /// Consecutive bad frames, this one included.
+        consecutive: u32,
+        /// The wait before the next frame.
+        retry_in: Duration,
     },
     /// The screen failed to show a scene (reported on the first failure only).
     ScreenFailed {
@@ -156,8 +160,8 @@ pub struct LoopSettings {
     pub result_hold: Duration,
     /// Retry timing for an unavailable source.
     pub backoff: Backoff,
-    /// Stop after this many consecutive failed attempts to reach the source (`None`:
-    /// never, as a kiosk should).
+    /// Stop after this many consecutive failed attempts to reach the source, or consecutive
+    /// bad frames (`None`: never, as a kiosk should).
     pub max_retries: Option<u32>,
 }
 
@@ -183,6 +187,8 @@ pub struct LoopReport {
     pub end: End,
     /// Frames taken from the source.
     pub frames: u64,
+    /// Frames the source delivered broken (skipped).
+    pub bad_frames: u64,
     /// Captures analysed successfully.
     pub captures: u32,
     /// The last analysis error (with `once`, the reason the capture failed).
@@ -262,12 +268,15 @@ pub fn run(
     let mut report = LoopReport {
         end: End::SourceEnded,
         frames: 0,
+        bad_frames: 0,
         captures: 0,
         last_error: None,
         last_verdict: "No frame yet".into(),
     };
     let mut steady = Steadiness::default();
     let mut attempt = 0u32;
+    // consecutive bad frames
+    let mut bad = 0u32;
     // after a capture, wait for the face to go or move (or a new photo) before the next one
     let mut captured: Option<(std::path::PathBuf, [f32; 4])> = None;
 
@@ -292,6 +301,7 @@ pub fn run(
                     (io.events)(&Event::SourceRecovered);
                 }
                 attempt = 0;
+                bad = 0;
                 f
             }
             Ok(None) => {
@@ -299,44 +309,63 @@ pub fn run(
                 return report;
             }
             Err(e @ SourceError::BadFrame { .. }) => {
-                (io.events)(&Event::BadFrame { error: &e });
-                continue;
-            }
-            Err(e @ SourceError::Unavailable { .. }) => {
-                attempt += 1;
-                if settings.max_retries.is_some_and(|m| attempt > m) {
+                // counted, and backed off like an unavailable source: a camera that only
+                // sends broken frames must not spin the loop
+                bad += 1;
+                report.bad_frames += 1;
+                let wait = settings.backoff.delay(bad);
+                (io.events)(&Event::BadFrame {
+                    error: &e,
+                    consecutive: bad,
+                    retry_in: wait,
+                });
+                if settings.max_retries.is_some_and(|m| bad > m) {
                     report.end = End::SourceLost;
                     report.last_error = Some(e.into());
                     return report;
                 }
-                let wait = settings.backoff.delay(attempt);
-                (io.events)(&Event::SourceUnavailable {
-                    error: &e,
-                    retry_in: wait,
-                    attempt,
-                });
-                let detail = format!(
-                    "{e}. Check the cable. Retrying in {:.1} s (attempt {attempt}).",
-                    wait.as_secs_f32()
-                );
-                screen.show(
-                    &Scene::Message {
-                        title: "Camera not available",
-                        detail: &detail,
-                    },
-                    io,
-                );
                 if io.wait(wait) == Some(Command::Quit) {
                     report.end = End::Quit;
                     return report;
                 }
-                if let Err(e) = source.reopen() {
+                continue;
+            }
+            Err(e @ SourceError::Unavailable { .. }) => {
+                // one reopen per back-off: wait, reopen once; a failed reopen is the next
+                // attempt (longer wait), and frames are read only once the source reopened
+                let mut error = e;
+                loop {
+                    attempt += 1;
+                    if settings.max_retries.is_some_and(|m| attempt > m) {
+                        report.end = End::SourceLost;
+                        report.last_error = Some(error.into());
+                        return report;
+                    }
                     let wait = settings.backoff.delay(attempt);
                     (io.events)(&Event::SourceUnavailable {
-                        error: &e,
+                        error: &error,
                         retry_in: wait,
                         attempt,
                     });
+                    let detail = format!(
+                        "{error}. Check the cable. Retrying in {:.1} s (attempt {attempt}).",
+                        wait.as_secs_f32()
+                    );
+                    screen.show(
+                        &Scene::Message {
+                            title: "Camera not available",
+                            detail: &detail,
+                        },
+                        io,
+                    );
+                    if io.wait(wait) == Some(Command::Quit) {
+                        report.end = End::Quit;
+                        return report;
+                    }
+                    match source.reopen() {
+                        Ok(()) => break,
+                        Err(e) => error = e,
+                    }
                 }
                 continue;
             }

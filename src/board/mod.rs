@@ -55,14 +55,36 @@ pub struct BoardInfo {
     pub threads: Option<usize>,
 }
 
-/// Numeric precision of the bundle a deployment should carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// 32-bit float weights.
-    F32,
-    /// 8-bit quantized weights.
-    Int8,
+/// Numeric precision of the bundle a deployment should carry (the manifest's
+/// `[bundle] precision`; absent there means f32).
+pub use crate::bundle::Precision;
+
+/// Refuses a bundle whose precision is not the one the board profile names: an
+/// [`Error::Bundle`] (exit code 5) naming both, so an int8 board never runs an f32 bundle
+/// it may not have the memory for (nor the other way round) while saying it does.
+pub fn check_precision(board: &Board, bundle: Precision, manifest: &Path) -> Result<()> {
+    let wanted = board.bundle.precision;
+    if wanted == bundle {
+        return Ok(());
+    }
+    Err(Error::bundle(
+        manifest,
+        format!(
+            "board {} runs {wanted} bundles but this bundle is {bundle} (its manifest's \
+             [bundle] precision{}); use the {wanted} bundle{}",
+            board.board.name,
+            if bundle == Precision::F32 {
+                " is absent or \"f32\""
+            } else {
+                ""
+            },
+            if wanted == Precision::Int8 {
+                " made by `gestalt-edge model quantize`"
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 /// Bundle preferences.

@@ -291,6 +291,71 @@ fn camera_unplugged_is_retried_with_backoff() {
 }
 
 #[test]
+fn a_failed_reopen_waits_a_longer_back_off_before_the_next_one() {
+    use SyntheticEvent::*;
+    let mut src = SyntheticSource::new(200, 200, &[Unplugged, Frame]);
+    src.failing_reopens = 2;
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let (r, events, sleeps) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(false, Some(1)),
+        None,
+    );
+    assert_eq!(r.end, device::End::MaxFrames);
+    // one event, one wait and one reopen per attempt, and no read until a reopen succeeded
+    assert_eq!(
+        events,
+        vec![
+            "unavailable 1 500ms",
+            "unavailable 2 1000ms",
+            "unavailable 3 2000ms",
+            "recovered"
+        ]
+    );
+    assert_eq!((src.reopened, src.reads), (3, 2));
+    let slept: Duration = sleeps.iter().sum();
+    assert_eq!(slept, Duration::from_millis(3500));
+    let messages: Vec<_> = screen
+        .scenes
+        .iter()
+        .filter(|s| s.starts_with("message Camera"))
+        .collect();
+    assert_eq!(messages.len(), 3);
+}
+
+#[test]
+fn bad_frames_are_counted_and_backed_off() {
+    use SyntheticEvent::*;
+    let mut src = SyntheticSource::new(200, 200, &[BadFrame, BadFrame, BadFrame, Frame]);
+    let (mut f, mut screen) = (fake(false), Recorder::default());
+    let (r, events, sleeps) = drive(
+        &mut src,
+        &mut f,
+        &mut screen,
+        &settings(false, Some(1)),
+        None,
+    );
+    assert_eq!((r.frames, r.bad_frames), (1, 3));
+    assert_eq!(events, vec!["bad frame", "bad frame", "bad frame"]);
+    let slept: Duration = sleeps.iter().sum();
+    assert_eq!(slept, Duration::from_millis(3500));
+    // and a source that only sends bad frames is lost when retries are limited
+    let mut src = SyntheticSource::new(10, 10, &[BadFrame; 5]);
+    let mut s = settings(false, None);
+    s.max_retries = Some(2);
+    let (r, _, _) = drive(
+        &mut src,
+        &mut fake(false),
+        &mut Recorder::default(),
+        &s,
+        None,
+    );
+    assert_eq!((r.end, r.bad_frames), (device::End::SourceLost, 3));
+}
+
+#[test]
 fn a_lost_source_can_end_the_loop_when_asked() {
     let mut src = SyntheticSource::new(10, 10, &[SyntheticEvent::Unplugged; 5]);
     let (mut f, mut screen) = (fake(false), Recorder::default());
@@ -428,4 +493,34 @@ fn a_trigger_source_captures_when_pressed() {
     assert_eq!(r.frames, 3, "two preview frames, then the capture");
     assert_eq!(events, vec!["captured Key", "failed no face"]);
     assert_eq!(f.predictions, 1);
+}
+
+#[test]
+fn a_bundle_of_the_wrong_precision_is_refused_naming_both() {
+    let m = std::path::Path::new("bundle.toml");
+    let rpi4 = Board::load("rpi4").unwrap();
+    let e = super::check_precision(&rpi4, Precision::F32, m).unwrap_err();
+    assert!(matches!(e, crate::Error::Bundle { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("board rpi4 runs int8 bundles but this bundle is f32"),
+        "{msg}"
+    );
+    super::check_precision(&rpi4, Precision::Int8, m).unwrap();
+    let dev = Board::load("x86-dev").unwrap();
+    let msg = super::check_precision(&dev, Precision::Int8, m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("runs f32 bundles but this bundle is int8"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn no_shipped_profile_writes_the_screen_to_a_file() {
+    for name in super::known_names() {
+        let b = Board::load(name).unwrap();
+        assert_ne!(b.screen.kind, super::ScreenKind::Png, "{name}");
+    }
 }

@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// One model to load.
 pub(crate) struct ModelJob<'a> {
+    /// The manifest entry that names the model ("detector", "embedder 'x'"), for messages.
+    pub entry: String,
     /// File name relative to the manifest's folder.
     pub file: &'a str,
     /// The manifest's sha256 of that file (hex).
@@ -40,7 +42,7 @@ pub(crate) struct Loaded {
 }
 
 fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> Result<Loaded> {
-    let (path, bytes) = read_verified(manifest, job.file, job.sha256)?;
+    let (path, bytes) = read_verified(manifest, &job.entry, job.file, job.sha256)?;
     if let Some((library, plan)) = job.ort {
         let net = crate::engine::load_net(
             &crate::engine::NetEngine::Ort(library, plan),

@@ -145,6 +145,59 @@ pub struct BundleInfo {
     /// Free text: where the models come from and their licences.
     #[serde(default)]
     pub description: String,
+    /// Release counter of this bundle under its name (default 0). A device that has seen a
+    /// signed revision refuses an older one (see [`crate::rollback`]); not part of the
+    /// bundle id.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u32,
+    /// Numeric precision of the models: `f32` (default, when absent) or `int8` (written by
+    /// `model quantize`). A board profile that names a precision runs only a bundle of that
+    /// precision; not part of the bundle id.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Numeric precision of a bundle's models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the default).
+    #[default]
+    F32,
+    /// 8-bit integer weights and activations (`model quantize`).
+    Int8,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    /// `f32` or `int8` (case-insensitive).
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(format!("unknown precision '{s}' (expected f32 or int8)")),
+        }
+    }
 }
 
 /// A parsed, validated manifest.
@@ -168,6 +221,12 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
+        super::confine::check_name(&self.detector.file)
+            .map_err(|e| format!("detector: file: {e}"))?;
+        for e in &self.embedders {
+            super::confine::check_name(&e.file)
+                .map_err(|err| format!("embedder '{}': file: {err}", e.name))?;
+        }
         check_hash(&self.detector.sha256, "detector")?;
         check_input(&self.detector.input, "detector")?;
         if !(self.detector.score_threshold.is_finite()
@@ -276,6 +335,39 @@ width = 512
             let text = SAMPLE.replace(from, to);
             assert_ne!(text, SAMPLE);
             assert!(Manifest::parse(&text).is_err(), "accepted: {to}");
+        }
+    }
+
+    #[test]
+    fn revision_and_precision_are_optional_and_checked() {
+        let m = Manifest::parse(SAMPLE).unwrap();
+        assert_eq!((m.bundle.revision, m.bundle.precision), (0, Precision::F32));
+        let text = SAMPLE.replace(
+            "version = \"1\"\n",
+            "version = \"1\"\nrevision = 7\nprecision = \"int8\"\n",
+        );
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(
+            (m.bundle.revision, m.bundle.precision),
+            (7, Precision::Int8)
+        );
+        let back = Manifest::parse(&toml::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        for bad in ["revision = -1", "revision = \"x\"", "precision = \"f16\""] {
+            let text = SAMPLE.replace("version = \"1\"\n", &format!("version = \"1\"\n{bad}\n"));
+            assert!(Manifest::parse(&text).is_err(), "accepted {bad}");
+        }
+    }
+
+    #[test]
+    fn model_files_must_be_relative_names_inside_the_bundle() {
+        for (from, to) in [
+            ("file = \"d.onnx\"", "file = \"/dev/zero\""),
+            ("file = \"e.onnx\"", "file = \"../m.onnx\""),
+            ("file = \"e.onnx\"", "file = \"\""),
+        ] {
+            let err = Manifest::parse(&SAMPLE.replace(from, to)).unwrap_err();
+            assert!(err.contains("file"), "{to}: {err}");
         }
     }
 

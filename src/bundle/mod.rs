@@ -6,6 +6,7 @@
 //! before use, and the bundle id (a hash of the manifest's content, which includes every
 //! model's sha256) ties galleries and results to the exact models that made them.
 
+pub mod confine;
 pub mod input;
 mod load;
 pub mod manifest;
@@ -20,6 +21,7 @@ use crate::engine::{self, cache};
 pub use crate::engine::{Engine, Net, OrtOptions, OrtThreading};
 pub use manifest::{
     ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
+    Precision,
 };
 
 use crate::{Error, Result};
@@ -124,21 +126,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads and parses a manifest without loading models.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::bundle(path, format!("cannot read the manifest: {e}")))?;
+    let text = confine::read_small_text(path, confine::MAX_MANIFEST_BYTES)?;
     Manifest::parse(&text).map_err(|e| Error::bundle(path, e))
 }
 
 /// The bundle id of a manifest: 16 hex digits of the sha256 of the canonical JSON form of
 /// everything that changes embeddings (model hashes, inputs, detector settings, embedder
-/// names and views). File names, the bundle's name, version and description are left out, so
-/// moving or relabelling the files keeps galleries valid; comments and formatting never count.
+/// names and views). File names, the bundle's name, version, description, revision and
+/// precision are left out, so moving, relabelling or re-releasing the files keeps galleries
+/// valid; comments and formatting never count.
 pub fn bundle_id(manifest: &Manifest) -> String {
     let mut m = manifest.clone();
     m.bundle = manifest::BundleInfo {
         name: String::new(),
         version: String::new(),
         description: String::new(),
+        revision: 0,
+        precision: manifest::Precision::F32,
     };
     m.detector.file.clear();
     for e in m.embedders.iter_mut() {
@@ -148,27 +152,22 @@ pub fn bundle_id(manifest: &Manifest) -> String {
     sha256_hex(&canonical)[..16].to_string()
 }
 
-/// Reads the model file `file` named in the manifest at `manifest_path` (relative to its
-/// folder) and checks it against the manifest's `sha256`: the path and the bytes, or an
-/// [`Error::Bundle`] naming the file. Every model bytes the runtime or a tool uses come
-/// through here.
-pub fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
-    let dir = manifest_path.parent().unwrap_or(Path::new("."));
-    let path = dir.join(file);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        Error::bundle(
-            &path,
-            format!(
-                "cannot read the model file named in {}: {e}",
-                manifest_path.display()
-            ),
-        )
-    })?;
+/// Reads the model file a manifest entry names (confined to the bundle folder, below
+/// [`confine::MAX_MODEL_BYTES`]) and checks it against the entry's sha256: the path and the
+/// bytes, or an [`Error::Bundle`] naming the entry. Every model byte the runtime or a tool
+/// uses comes through here.
+pub fn read_verified(
+    manifest_path: &Path,
+    entry: &str,
+    file: &str,
+    sha256: &str,
+) -> Result<(PathBuf, Vec<u8>)> {
+    let (path, bytes) = confine::read(manifest_path, entry, file, confine::MAX_MODEL_BYTES)?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
         return Err(Error::bundle(
             &path,
-            format!("sha256 mismatch: the manifest says {sha256}, the file is {got} (tampered, truncated or replaced)"),
+            format!("{entry}: sha256 mismatch: the manifest says {sha256}, the file is {got} (tampered, truncated or replaced)"),
         ));
     }
     Ok((path, bytes))
@@ -181,8 +180,10 @@ impl Bundle {
     }
 
     /// [`Bundle::load`], and with `public_key`, first checks the manifest's detached
-    /// signature (`bundle.toml.sig`, see [`crate::sign`]) over the exact bytes then parsed;
-    /// the manifest pins every model's sha256, so the signature covers the models too.
+    /// signature (`bundle.toml.sig`, see [`crate::sign`]) over the exact bytes then parsed,
+    /// and that it states the manifest's revision; the manifest pins every model's sha256, so
+    /// the signature covers the models too. Under a key the model cache is not used
+    /// ([`cache::CacheStatus::Unpinned`]): nothing the manifest does not pin runs.
     /// A missing, foreign or broken signature is an [`Error::Signature`].
     pub fn load_checked(
         path: &Path,
@@ -192,12 +193,12 @@ impl Bundle {
         let manifest = match public_key {
             None => read_manifest(path)?,
             Some(key) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Error::bundle(path, format!("cannot read the manifest: {e}")))?;
-                crate::sign::verify_detached(key, &bytes, path)?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| Error::bundle(path, "the manifest is not UTF-8 text"))?;
-                Manifest::parse(&text).map_err(|e| Error::bundle(path, e))?
+                let text = confine::read_small_text(path, confine::MAX_MANIFEST_BYTES)?;
+                let role = crate::sign::Role::Manifest;
+                let signed = crate::sign::verify_detached(key, role, text.as_bytes(), path)?;
+                let m = Manifest::parse(&text).map_err(|e| Error::bundle(path, e))?;
+                crate::sign::check_revision(path, signed, m.bundle.revision)?;
+                m
             }
         };
         let id = bundle_id(&manifest);
@@ -214,6 +215,7 @@ impl Bundle {
             DetectorKind::Retinaface => d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default(),
         };
         let mut jobs = vec![load::ModelJob {
+            entry: "detector".into(),
             file: &d.file,
             sha256: &d.sha256,
             width: d.input.width,
@@ -224,6 +226,7 @@ impl Bundle {
         }];
         for e in &manifest.embedders {
             jobs.push(load::ModelJob {
+                entry: format!("embedder '{}'", e.name),
                 file: &e.file,
                 sha256: &e.sha256,
                 width: e.input.width,
@@ -236,7 +239,15 @@ impl Bundle {
                     .ort(),
             });
         }
-        let model_cache = options.cache_dir.as_deref().map(cache::ModelCache::new);
+        // The trust rule: under a public key only what the signed manifest pins may influence
+        // a result. Cache entries are pinned by nothing but their own header, which anyone who
+        // can write the cache folder can recompute, so they are neither read nor written: every
+        // model is derived in-process from its pinned, verified ONNX bytes.
+        let unpinned = public_key.is_some() && options.cache_dir.is_some();
+        let model_cache = match public_key {
+            Some(_) => None,
+            None => options.cache_dir.as_deref().map(cache::ModelCache::new),
+        };
         let mut loaded =
             load::load_all(path, &jobs, model_cache.as_ref(), options.threads)?.into_iter();
         let Some(first) = loaded.next() else {
@@ -279,6 +290,11 @@ impl Bundle {
                 ));
             }
             embedders.push(net);
+        }
+        if unpinned {
+            for r in cache_reports.iter_mut() {
+                r.status = cache::CacheStatus::Unpinned;
+            }
         }
         Ok(Bundle {
             manifest,

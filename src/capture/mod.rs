@@ -2,8 +2,10 @@
 //!
 //! Consumes a file path (or bytes); produces a [`Frame`]: an 8-bit RGB image with the EXIF
 //! orientation applied, plus its source id. Decoding checks the header first, so a file that
-//! declares more pixels than [`Limits::max_pixels`] is refused before any pixel memory is
-//! allocated. Every failure is an [`Error::Image`] naming the file.
+//! declares more pixels than [`Limits::max_pixels`], or whose decoding would hold more pixel
+//! memory than [`Limits::max_decode_bytes`] (bit depth, conversion and rotation counted), is
+//! refused before any pixel memory is allocated; the decoder itself runs under the same
+//! budget (`image::Limits`). Every failure is an [`Error::Image`] naming the file.
 //!
 //! Live sources (a still image, a folder, a synthetic pattern, the camera behind the
 //! `camera` feature) implement [`FrameSource`] ([`source`]); [`quality`] is the capture gate.
@@ -41,15 +43,38 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Largest accepted file (default 64 MiB).
     pub max_file_bytes: u64,
+    /// Most pixel memory one decode may hold at once (default [`DEFAULT_MAX_DECODE_BYTES`]):
+    /// the decoder's own buffer at the file's bit depth, its 8-bit RGB conversion and the
+    /// rotated copy an EXIF orientation needs, whichever pair is alive together.
+    pub max_decode_bytes: u64,
 }
+
+/// Default pixel-memory budget of one decode: 256 MiB (a 42-megapixel 8-bit photo rotated by
+/// its EXIF orientation, or a 16-bit RGBA photo of 24 megapixels).
+pub const DEFAULT_MAX_DECODE_BYTES: u64 = 256 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_pixels: 50_000_000,
             max_file_bytes: 64 << 20,
+            max_decode_bytes: DEFAULT_MAX_DECODE_BYTES,
         }
     }
+}
+
+/// The peak pixel memory of decoding a `w` x `h` image whose decoder buffer takes
+/// `native_bytes`: the buffer plus its 8-bit RGB conversion (none when it already is one),
+/// then the RGB image plus its rotated copy when the orientation turns or flips it.
+pub fn decode_peak_bytes(w: u32, h: u32, native_bytes: u64, rgb8: bool, rotates: bool) -> u64 {
+    let rgb = u64::from(w) * u64::from(h) * 3;
+    let convert = if rgb8 {
+        native_bytes
+    } else {
+        native_bytes.saturating_add(rgb)
+    };
+    let rotate = if rotates { rgb.saturating_mul(2) } else { rgb };
+    convert.max(rotate)
 }
 
 /// Reads and decodes the photo at `path` (JPEG or PNG).
@@ -119,12 +144,41 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
             ),
         ));
     }
-    let orientation = decoder.orientation().ok();
-    let mut img = image::DynamicImage::from_decoder(decoder)
-        .map_err(|e| Error::image(source, format!("corrupt or truncated image data: {e}")))?;
-    if let Some(o) = orientation {
-        img.apply_orientation(o);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let rotates = orientation != image::metadata::Orientation::NoTransforms;
+    let rgb8 = decoder.color_type() == image::ColorType::Rgb8;
+    let peak = decode_peak_bytes(w, h, decoder.total_bytes(), rgb8, rotates);
+    if peak > limits.max_decode_bytes {
+        return Err(Error::image(
+            source,
+            format!(
+                "{w}x{h} pixels as {:?}{} need {} MB to decode, over the budget of {} MB \
+                 (--max-decode-mb)",
+                decoder.color_type(),
+                if rotates {
+                    " with an EXIF rotation"
+                } else {
+                    ""
+                },
+                peak.div_ceil(1 << 20),
+                limits.max_decode_bytes >> 20
+            ),
+        ));
     }
+    let mut budget = image::Limits::default();
+    budget.max_image_width = Some(w);
+    budget.max_image_height = Some(h);
+    budget.max_alloc = Some(limits.max_decode_bytes);
+    decoder
+        .set_limits(budget)
+        .map_err(|e| Error::image(source, format!("over the decoding limits: {e}")))?;
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| Error::image(source, format!("corrupt or truncated image data: {e}")))?;
+    // to 8-bit RGB first (the native buffer is freed), then turn the smaller image
+    let mut img = image::DynamicImage::ImageRgb8(img.into_rgb8());
+    img.apply_orientation(orientation);
     Ok(Frame {
         rgb: img.into_rgb8(),
         source: source.to_path_buf(),
@@ -167,6 +221,61 @@ mod tests {
         let f = decode(&png_bytes(3, 2), Path::new("a.png"), &Limits::default()).unwrap();
         assert_eq!(f.rgb.dimensions(), (3, 2));
         assert_eq!(f.rgb.get_pixel(2, 1).0, [1, 2, 3]);
+    }
+
+    /// `png` with an eXIf chunk holding EXIF orientation `o` inserted after the header chunk.
+    pub(crate) fn with_orientation(png: &[u8], o: u16) -> Vec<u8> {
+        let mut exif = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        exif.extend_from_slice(&o.to_be_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut chunk = (exif.len() as u32).to_be_bytes().to_vec();
+        let mut body = b"eXIf".to_vec();
+        body.extend_from_slice(&exif);
+        chunk.extend_from_slice(&body);
+        chunk.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        let ihdr_end = 8 + 8 + 13 + 4;
+        [&png[..ihdr_end], &chunk[..], &png[ihdr_end..]].concat()
+    }
+
+    #[test]
+    fn rotates_after_converting_and_budgets_bit_depth_and_rotation() {
+        let png = with_orientation(&png_bytes(3, 2), 6);
+        let f = decode(&png, Path::new("r.png"), &Limits::default()).unwrap();
+        assert_eq!(f.rgb.dimensions(), (2, 3));
+        assert_eq!(f.rgb.get_pixel(1, 2).0, [1, 2, 3]);
+
+        // 16-bit RGBA: 8 bytes a pixel in the decoder, then 3 in RGB, then the rotated copy
+        assert_eq!(
+            decode_peak_bytes(7000, 7000, 392_000_000, false, true),
+            539_000_000
+        );
+        assert_eq!(decode_peak_bytes(100, 100, 30_000, true, false), 30_000);
+        assert_eq!(decode_peak_bytes(100, 100, 30_000, true, true), 60_000);
+        let img = image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(
+            100,
+            100,
+            image::Rgba([1u16, 2, 3, 65535]),
+        );
+        let mut wide = Vec::new();
+        image::DynamicImage::ImageRgba16(img)
+            .write_to(&mut Cursor::new(&mut wide), ImageFormat::Png)
+            .unwrap();
+        let wide = with_orientation(&wide, 6);
+        let tight = Limits {
+            max_decode_bytes: 100_000,
+            ..Limits::default()
+        };
+        let msg = reason(decode(&wide, Path::new("w.png"), &tight));
+        assert!(
+            msg.contains("100x100") && msg.contains("Rgba16") && msg.contains("EXIF rotation"),
+            "{msg}"
+        );
+        let roomy = Limits {
+            max_decode_bytes: 200_000,
+            ..Limits::default()
+        };
+        let f = decode(&wide, Path::new("w.png"), &roomy).unwrap();
+        assert_eq!(f.rgb.get_pixel(0, 0).0, [0, 0, 0]);
     }
 
     #[test]

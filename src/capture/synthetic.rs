@@ -34,6 +34,10 @@ pub struct SyntheticSource {
     count: u64,
     /// Times [`FrameSource::reopen`] was called.
     pub reopened: u32,
+    /// Times [`SyntheticSource::next_frame`](FrameSource::next_frame) was called.
+    pub reads: u32,
+    /// The next this many reopens fail (a camera that stays unplugged).
+    pub failing_reopens: u32,
 }
 
 impl SyntheticSource {
@@ -45,6 +49,8 @@ impl SyntheticSource {
             script: script.iter().copied().collect(),
             count: 0,
             reopened: 0,
+            reads: 0,
+            failing_reopens: 0,
         }
     }
 
@@ -70,6 +76,7 @@ impl SyntheticSource {
 
 impl FrameSource for SyntheticSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        self.reads += 1;
         let event = self.script.pop_front().unwrap_or(SyntheticEvent::Frame);
         let name = "synthetic".to_string();
         match event {
@@ -95,6 +102,13 @@ impl FrameSource for SyntheticSource {
 
     fn reopen(&mut self) -> Result<(), SourceError> {
         self.reopened += 1;
+        if self.failing_reopens > 0 {
+            self.failing_reopens -= 1;
+            return Err(SourceError::Unavailable {
+                source_name: "synthetic".into(),
+                reason: "the test script keeps it unplugged".into(),
+            });
+        }
         Ok(())
     }
 

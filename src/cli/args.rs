@@ -4,7 +4,7 @@
 //! depends on the board profile or the machine are `Option`s: [`super::resolve`] applies the
 //! precedence flag > board profile > bundle manifest > compiled default, once.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -90,6 +90,19 @@ pub struct AnalyseArgs {
     /// [default: 50].
     #[arg(long, value_name = "MP")]
     pub max_megapixels: Option<f64>,
+    /// Most pixel memory one photo may take while decoding, in MiB: the decoder's buffer at
+    /// the file's bit depth, its 8-bit RGB copy and the rotated copy an EXIF orientation
+    /// needs (checked from the header; over it: exit 4) [default: 256].
+    #[arg(long, value_name = "MB")]
+    pub max_decode_mb: Option<NonZeroU64>,
+    /// Folder of the rollback marks (the highest signed revision seen per bundle and
+    /// gallery): with --public-key, an older signed bundle or gallery is exit 8
+    /// [`run`: default $XDG_STATE_HOME/gestalt-edge; other commands: none].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Accept a signed bundle or gallery older than one already seen (the marks stay).
+    #[arg(long)]
+    pub allow_older_revision: bool,
     /// Trusted ed25519 public key (from `sign --generate-key`): the bundle manifest and the
     /// gallery must carry valid detached signatures (FILE.sig) made with it, or exit 7.
     #[arg(long, value_name = "FILE")]
@@ -136,6 +149,10 @@ pub struct BuildArgs {
     /// Version string reported as gallery_version.
     #[arg(long, value_name = "TEXT", default_value = "1")]
     pub gallery_version: String,
+    /// Revision counter of the new gallery (start above the one it replaces: devices that
+    /// saw a higher signed revision of this gallery refuse a lower one).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub revision: u32,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +280,11 @@ pub struct RunArgs {
     /// Print each result as one JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print the full result (photo path, face box and landmarks, nearest gallery images and
+    /// subjects), as `predict` does. Off by default: the journal gets the top-5 syndromes and
+    /// the versions only, like the audit log.
+    #[arg(long)]
+    pub verbose: bool,
     /// Stop after N failed attempts to reach the camera [default: retry for ever].
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,

@@ -20,6 +20,8 @@ pub const BUNDLE: i32 = 5;
 pub const GALLERY: i32 = 6;
 /// A signature is missing or does not verify.
 pub const SIGNATURE: i32 = 7;
+/// A signed bundle or gallery older than a revision this device has already seen.
+pub const ROLLBACK: i32 = 8;
 /// An internal error (a worker thread panicked): a bug, not the input's fault (sysexits'
 /// EX_SOFTWARE, far from the input codes so later ones cannot collide).
 pub const INTERNAL: i32 = 70;
@@ -33,6 +35,7 @@ pub fn code(e: &Error) -> i32 {
         Error::Bundle { .. } | Error::Decode { .. } => BUNDLE,
         Error::Gallery { .. } | Error::GalleryFull { .. } => GALLERY,
         Error::Signature { .. } => SIGNATURE,
+        Error::Rollback { .. } => ROLLBACK,
         Error::Io { .. } => IO,
         Error::Internal(_) => INTERNAL,
     }
@@ -47,7 +50,7 @@ mod tests {
     fn the_readme_table_has_a_row_for_every_code() {
         let readme = include_str!("../../README.md");
         for c in [
-            OK, IO, USAGE, NO_FACE, IMAGE, BUNDLE, GALLERY, SIGNATURE, INTERNAL,
+            OK, IO, USAGE, NO_FACE, IMAGE, BUNDLE, GALLERY, SIGNATURE, ROLLBACK, INTERNAL,
         ] {
             assert!(
                 readme.contains(&format!("\n| {c} | ")),

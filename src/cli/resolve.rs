@@ -6,7 +6,7 @@
 //! [`Session`]. Precedence, everywhere: command-line flag > board profile > bundle manifest >
 //! compiled default (the manifest holds the model facts, which no flag overrides). This is
 //! the only place that counts cores and reads the environment (`ORT_DYLIB_PATH`,
-//! `XDG_CACHE_HOME`, `HOME`); the library never does. `bench` builds its child processes'
+//! `XDG_CACHE_HOME`, `XDG_STATE_HOME`, `HOME`); the library never does. `bench` builds its child processes'
 //! flags from the same settings ([`child_args`]), so nothing resolved here is lost on the way.
 
 use std::ffi::OsString;
@@ -20,6 +20,7 @@ use gestalt_edge::detect::FaceChoice;
 use gestalt_edge::engine::{Engine, OrtOptions, OrtThreading};
 use gestalt_edge::gallery::Gallery;
 use gestalt_edge::pipeline::{FaceAnalysis, PipelineOptions};
+use gestalt_edge::rollback::{RevisionState, Subject, Verdict};
 use gestalt_edge::sign::PublicKey;
 use gestalt_edge::{Error, Result};
 
@@ -32,7 +33,8 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// Largest photo accepted by default, in megapixels.
 pub const DEFAULT_MAX_MEGAPIXELS: f64 = 50.0;
 
-/// Folder under the user's cache folder that holds the model cache.
+/// Folder under the user's cache and state folders that holds the model cache and the
+/// rollback marks.
 const CACHE_SUBDIR: &str = "gestalt-edge";
 
 /// Worker threads: the flag, else the board profile's, else every core of this machine.
@@ -53,6 +55,21 @@ pub fn default_cache_dir() -> Option<PathBuf> {
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .map(|h| h.join(".cache"))
+    };
+    xdg.or_else(home).map(|d| d.join(CACHE_SUBDIR))
+}
+
+/// The per-user state folder (rollback marks): `$XDG_STATE_HOME/gestalt-edge`, else
+/// `$HOME/.local/state/gestalt-edge` (relative values are ignored).
+pub fn default_state_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".local/state"))
     };
     xdg.or_else(home).map(|d| d.join(CACHE_SUBDIR))
 }
@@ -136,6 +153,10 @@ pub struct Settings {
     pub pipeline: PipelineOptions,
     /// Photo size limits.
     pub limits: Limits,
+    /// Folder of the rollback marks (`None`: revisions are not checked).
+    pub state_dir: Option<PathBuf>,
+    /// Accept a signed file older than a revision already seen (with a warning).
+    pub allow_older_revision: bool,
 }
 
 impl Settings {
@@ -167,8 +188,20 @@ impl Settings {
             },
             limits: Limits {
                 max_pixels: (mp * 1e6) as u64,
+                max_decode_bytes: a
+                    .max_decode_mb
+                    .map_or(Limits::default().max_decode_bytes, |mb| {
+                        mb.get().saturating_mul(1 << 20)
+                    }),
                 ..Limits::default()
             },
+            // a device (a board profile) keeps its rollback marks by default; other
+            // commands only where asked
+            state_dir: a
+                .state_dir
+                .clone()
+                .or_else(|| board.and_then(|_| default_state_dir())),
+            allow_older_revision: a.allow_older_revision,
         })
     }
 
@@ -190,18 +223,45 @@ impl Settings {
             .transpose()
     }
 
-    /// Reads a gallery with the size limit, and its signature when a key is trusted.
+    /// Reads a gallery with the size limit, and its signature when a key is trusted; then,
+    /// signed and with a state folder, checks and records its revision (exit 8 when older).
     pub fn read_gallery(&self, path: &Path) -> Result<Gallery> {
         let options = gestalt_edge::gallery::io::ReadOptions {
             public_key: self.public_key()?,
             ..Default::default()
         };
-        Gallery::read_checked(path, &options)
+        let gallery = Gallery::read_checked(path, &options)?;
+        if options.public_key.is_some() {
+            let subject = Subject::Gallery {
+                bundle_id: gallery.bundle_id().to_string(),
+                gallery_version: gallery.gallery_version().to_string(),
+            };
+            self.check_revision(&subject, gallery.revision())?;
+        }
+        Ok(gallery)
+    }
+
+    /// The rollback check of a signed file against the state folder (none: not checked).
+    fn check_revision(&self, subject: &Subject, revision: u32) -> Result<()> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(());
+        };
+        let state = RevisionState::new(dir);
+        if let Verdict::OlderAllowed { seen } =
+            state.check(subject, revision, self.allow_older_revision)?
+        {
+            eprintln!(
+                "warning: {subject} revision {revision} is older than revision {seen} already seen; \
+                 accepted because of --allow-older-revision"
+            );
+        }
+        Ok(())
     }
 
     /// Loads the bundle (sha256 of every model, the manifest's signature when a key is
     /// trusted), reports what the model cache did, and hands back the memory loading freed.
     pub fn load(self) -> Result<Session> {
+        let key = self.public_key()?;
         let bundle = Bundle::load_checked(
             &self.bundle,
             LoadOptions {
@@ -209,8 +269,14 @@ impl Settings {
                 engine: self.engine.clone(),
                 cache_dir: self.cache_dir.clone(),
             },
-            self.public_key()?.as_ref(),
+            key.as_ref(),
         )?;
+        if key.is_some() {
+            let subject = Subject::Bundle {
+                name: bundle.manifest.bundle.name.clone(),
+            };
+            self.check_revision(&subject, bundle.manifest.bundle.revision)?;
+        }
         super::report::cache_warnings(&bundle);
         gestalt_edge::bundle::release_freed_memory();
         Ok(Session {

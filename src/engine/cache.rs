@@ -13,6 +13,12 @@
 //! entry. Entries are written atomically (temporary file, fsync, rename, folder fsync) and
 //! checked in full when read: a truncated, corrupt or foreign entry is reported as
 //! [`Lookup::Corrupt`] and the caller rebuilds it from ONNX; it is never trusted.
+//!
+//! The header only proves an entry is intact, not that it is authentic: whoever can write the
+//! folder can recompute it. So the entry's key binds it to the manifest's pinned sha256 of the
+//! model (without a key, that is the check), and with a public key in force the bundle does
+//! not use the cache at all ([`CacheStatus::Unpinned`]): a signed device runs only models
+//! derived in-process from the signed manifest's pinned files.
 //! Like `net.rs`, this file knows tract (the NNEF writer and reader).
 
 use std::path::{Path, PathBuf};
@@ -96,6 +102,9 @@ pub enum CacheStatus {
     /// Loaded from ONNX; no entry could be written (the text says why: read-only folder,
     /// a model tract cannot store as NNEF, ...). The load itself succeeded.
     NotWritten(String),
+    /// A public key is in force and the signed manifest pins no cached form of the model:
+    /// entries were neither read nor written, the model was derived from its pinned ONNX file.
+    Unpinned,
 }
 
 impl CacheStatus {

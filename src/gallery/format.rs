@@ -66,8 +66,9 @@ impl Gallery {
     /// [`Gallery::source`].
     ///
     /// Checks, in order, each failure an [`Error::Gallery`] with its own message: length and
-    /// magic, format version, CRC-32, body decoding, table consistency (indices in range,
-    /// unique keys and names, blob length, finite values).
+    /// magic, format version, CRC-32, the table sizes against the bytes that remain, each other
+    /// and a memory budget ([`super::skim`], before anything is allocated), body decoding,
+    /// table consistency (indices in range, unique keys and names, blob length, finite values).
     pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Gallery> {
         let path = path.as_ref();
         let fail = |reason: String| Error::gallery(path, reason);
@@ -111,6 +112,8 @@ impl Gallery {
             )));
         }
         let body_bytes = rest.get(..rest.len().saturating_sub(4)).unwrap_or_default();
+        // bounded: counts and lengths are checked before the decoder allocates anything
+        super::skim::skim(body_bytes, bytes.len() as u64).map_err(fail)?;
         let (body, trailing) = postcard::take_from_bytes::<Body>(body_bytes)
             .map_err(|e| fail(format!("cannot decode the gallery body: {e}")))?;
         if !trailing.is_empty() {

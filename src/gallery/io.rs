@@ -61,10 +61,20 @@ impl Gallery {
         }
         let bytes =
             std::fs::read(path).map_err(|e| Error::gallery(path, format!("cannot read: {e}")))?;
-        if let Some(key) = &options.public_key {
-            crate::sign::verify_detached(key, &bytes, path)?;
+        let signed = match &options.public_key {
+            Some(key) => Some(crate::sign::verify_detached(
+                key,
+                crate::sign::Role::Gallery,
+                &bytes,
+                path,
+            )?),
+            None => None,
+        };
+        let gallery = Gallery::from_bytes(&bytes, path)?;
+        if let Some(signed) = signed {
+            crate::sign::check_revision(path, signed, gallery.revision())?;
         }
-        Gallery::from_bytes(&bytes, path)
+        Ok(gallery)
     }
 
     /// Writes the gallery to `path`, replacing any existing file atomically

@@ -11,6 +11,7 @@ pub mod format;
 pub mod io;
 pub mod labels;
 pub mod quant;
+pub mod skim;
 
 use crate::embed::{Embeddings, Key};
 use crate::{Error, Result};
@@ -466,6 +467,24 @@ impl Gallery {
     /// Sets the revision counter.
     pub fn set_revision(&mut self, revision: u32) {
         self.data.revision = revision;
+    }
+
+    /// Raises the revision counter by one (each rewrite of a file does) and returns it; at
+    /// `u32::MAX` the counter would wrap to an older revision, so that is an
+    /// [`Error::Gallery`] and the counter is unchanged.
+    pub fn bump_revision(&mut self) -> Result<u32> {
+        let next = self.data.revision.checked_add(1).ok_or_else(|| {
+            Error::gallery(
+                &self.source,
+                format!(
+                    "revision {} is the last one a gallery can hold; build a new gallery with \
+                     another gallery version",
+                    self.data.revision
+                ),
+            )
+        })?;
+        self.data.revision = next;
+        Ok(next)
     }
 
     /// Keys and widths, in stored order.

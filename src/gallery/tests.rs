@@ -450,3 +450,71 @@ fn lookups_agree_with_tables_after_reading() {
     assert_eq!(g3.syndromes().len(), 3);
     assert_eq!(g3.images()[5].syndrome, 2);
 }
+
+/// A format-1 file whose subjects table claims `claimed` empty names and holds `present`
+/// bytes of them (every other table empty), with a valid CRC.
+pub(crate) fn crafted_names(claimed: u64, present: usize) -> Vec<u8> {
+    let mut b = b"GESTALTG\x01".to_vec();
+    // tag, bundle id "b", version "v", revision 0, one key "m" (no flip, no gray, width 4), i8
+    b.extend_from_slice(&[0, 1, b'b', 1, b'v', 0, 1, 1, b'm', 0, 0, 4, 1]);
+    b.extend_from_slice(&[0, 0]); // no syndromes, no genes
+    let mut n = claimed;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            b.push(byte);
+            break;
+        }
+        b.push(byte | 0x80);
+    }
+    b.resize(b.len() + present, 0);
+    b.extend_from_slice(&[0, 0]); // no images, an empty blob
+    with_crc(b)
+}
+
+#[test]
+fn crafted_tables_are_refused_before_decoding() {
+    // one million empty names: 1 MB on disk, ~100 MB decoded
+    let msg = gallery_err(Gallery::from_bytes(
+        &crafted_names(1_000_000, 1_000_000),
+        "g.gal",
+    ));
+    assert!(
+        msg.contains("inconsistent tables") && msg.contains("1000000 subjects"),
+        "{msg}"
+    );
+    // a count larger than the bytes that remain
+    let msg = gallery_err(Gallery::from_bytes(&crafted_names(1 << 40, 10), "g.gal"));
+    assert!(
+        msg.contains("cannot decode") && msg.contains("claims 1099511627776 entries"),
+        "{msg}"
+    );
+    // a few empty names stay within the budget and reach the decoder's own checks
+    let msg = gallery_err(Gallery::from_bytes(&crafted_names(3, 3), "g.gal"));
+    assert!(msg.contains("subject '' is listed twice"), "{msg}");
+}
+
+#[test]
+fn skim_counts_a_real_gallery_within_its_budget() {
+    let bytes = small_gallery().to_bytes();
+    let body = &bytes[9..bytes.len() - 4];
+    let s = skim::skim(body, bytes.len() as u64).unwrap();
+    assert_eq!(s.counts, [1, 2, 1, 2, 2]);
+    assert_eq!(s.embedding_bytes, 16);
+    assert!(s.memory_bytes > 16 && s.memory_bytes < skim::MEMORY_SLACK);
+    // every truncation of the body is an error, never a panic
+    for n in 0..body.len() {
+        assert!(skim::skim(&body[..n], bytes.len() as u64).is_err(), "{n}");
+    }
+}
+
+#[test]
+fn revision_bumps_are_checked() {
+    let mut g = small_gallery();
+    g.set_revision(u32::MAX - 1);
+    assert_eq!(g.bump_revision().unwrap(), u32::MAX);
+    let msg = gallery_err(g.bump_revision().map(|_| g.clone()));
+    assert!(msg.contains("revision 4294967295 is the last one"), "{msg}");
+    assert_eq!(g.revision(), u32::MAX);
+}

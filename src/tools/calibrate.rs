@@ -255,6 +255,7 @@ pub fn quantize_bundle(
         .map_err(|e| Error::io(&out_dir, e))?;
     let mut manifest = float.manifest.clone();
     manifest.bundle.name = format!("{}-int8", manifest.bundle.name);
+    manifest.bundle.precision = crate::bundle::Precision::Int8;
     manifest.bundle.description = format!(
         "{} (int8: per-channel weights, activation ranges from {} calibration faces)",
         manifest.bundle.description,

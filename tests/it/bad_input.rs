@@ -147,19 +147,10 @@ fn not_a_gallery_is_exit_6() {
     );
 }
 
-/// A copy of the demo manifest in `dir` with absolute model paths and `edit` applied.
+/// A copy of the demo manifest in `dir`, the models beside it, with `edit` applied.
 fn manifest_variant(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let demo = root().join("models/demo");
-    let text = std::fs::read_to_string(demo.join("bundle.toml")).unwrap();
-    let text = text
-        .replace(
-            "file = \"yunet.onnx\"",
-            &format!("file = {:?}", demo.join("yunet.onnx").display().to_string()),
-        )
-        .replace(
-            "file = \"sface.onnx\"",
-            &format!("file = {:?}", demo.join("sface.onnx").display().to_string()),
-        );
+    link_demo_models(dir);
+    let text = std::fs::read_to_string(demo_bundle()).unwrap();
     let edited = edit(text.clone());
     let p = dir.join("bundle.toml");
     std::fs::write(&p, edited).unwrap();

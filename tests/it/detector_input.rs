@@ -10,11 +10,12 @@ use gestalt_edge::bundle::{input, Bundle, InputSpec, LoadOptions, Net};
 use gestalt_edge::detect::retinaface;
 use util::*;
 
+/// A manifest in `dir` for `detector` (a file in `dir`) and the demo SFace (linked into `dir`).
 fn manifest(dir: &Path, detector: &Path, mode: &str) -> std::path::PathBuf {
     let sha = gestalt_edge::bundle::sha256_hex(&std::fs::read(detector).unwrap());
-    let demo = root().join("models/demo");
+    link_demo_models(dir);
     let sface_sha =
-        gestalt_edge::bundle::sha256_hex(&std::fs::read(demo.join("sface.onnx")).unwrap());
+        gestalt_edge::bundle::sha256_hex(&std::fs::read(dir.join("sface.onnx")).unwrap());
     let text = format!(
         r#"[bundle]
 name = "exact-test"
@@ -37,8 +38,8 @@ input = {{ width = 112, height = 112, channel_order = "rgb" }}
 output = "fc1"
 width = 128
 "#,
-        det = detector.display().to_string(),
-        sface = demo.join("sface.onnx").display().to_string(),
+        det = detector.file_name().unwrap().to_string_lossy().to_string(),
+        sface = "sface.onnx",
     );
     let p = dir.join(format!("{mode}.toml"));
     std::fs::write(&p, text).unwrap();
@@ -136,17 +137,8 @@ fn exact_mode_runs_retinaface_unpadded_at_the_photo_shape() {
 fn exact_mode_is_refused_for_yunet() {
     let dir = tempdir();
     let text = std::fs::read_to_string(demo_bundle()).unwrap();
-    let demo = root().join("models/demo");
-    let text = text
-        .replace("nms_iou = 0.3", "nms_iou = 0.3\ninput_mode = \"exact\"")
-        .replace(
-            "\"yunet.onnx\"",
-            &format!("{:?}", demo.join("yunet.onnx").display().to_string()),
-        )
-        .replace(
-            "\"sface.onnx\"",
-            &format!("{:?}", demo.join("sface.onnx").display().to_string()),
-        );
+    link_demo_models(dir.path());
+    let text = text.replace("nms_iou = 0.3", "nms_iou = 0.3\ninput_mode = \"exact\"");
     let m = dir.path().join("bundle.toml");
     std::fs::write(&m, text).unwrap();
     let o = cmd()

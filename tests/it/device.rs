@@ -64,7 +64,12 @@ fn once_on_a_photo_ranks_and_draws_the_result() {
         "{err}"
     );
     let p: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
-    let top = &p["suggested_syndromes_list"][0];
+    // the journal's form: top-5 and versions, no photo path or gallery ids
+    let top = &p["top5"][0];
+    assert!(
+        p.get("image").is_none() && !out.contains("person_a_2"),
+        "{out}"
+    );
     assert_eq!(top["syndrome_name"], "Demo identity A", "{out}");
     assert!(top["distance"].as_f64().unwrap() < 0.5);
 
@@ -216,7 +221,7 @@ fn synthetic_source_runs_the_preview_without_hardware() {
     let o = run([
         "run",
         "--board",
-        "rpi4",
+        "x86-dev",
         "--bundle",
         demo_bundle().to_str().unwrap(),
         "--gallery",

@@ -34,7 +34,7 @@ fn args(board: &str, screen: Option<&str>) -> Vec<OsString> {
 
 fn top1(out: &str) -> String {
     let p: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
-    p["suggested_syndromes_list"][0]["syndrome_name"]
+    p["top5"][0]["syndrome_name"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -92,7 +92,13 @@ fn spi_panel_that_is_not_there_is_reported_and_the_run_goes_on() {
         !std::path::Path::new("/dev/spidev0.0").exists(),
         "this test expects a machine without SPI"
     );
-    let (code, out, err) = parts(&run(args("rpi4-spi", None)));
+    // the profile runs int8 bundles; the demo bundle is f32, so a copy that says f32
+    let dir = tempdir();
+    let text = std::fs::read_to_string(root().join("boards/rpi4-spi.toml")).unwrap();
+    let f32_text = text.replace("precision = \"int8\"", "precision = \"f32\"");
+    assert_ne!(f32_text, text);
+    let profile = write(dir.path(), "rpi4-spi-f32.toml", f32_text.as_bytes());
+    let (code, out, err) = parts(&run(args(profile.to_str().unwrap(), None)));
     assert_eq!(code, 0, "{out}\n{err}");
     let want = if cfg!(feature = "spi") {
         "/dev/spidev0.0"

@@ -24,3 +24,4 @@ mod ort_backend;
 mod parity;
 mod perf_models;
 mod sign;
+mod trust;

@@ -2,8 +2,9 @@
 //! network protocol is compiled in.
 //!
 //! Proofs: (1) every networking system call (strace's `%network` class: socket, connect,
-//! bind, sendto, ...) of `predict`, `gallery build`, `gallery add` and `sign`, and of every
-//! thread and child they start, is logged, and the log must be empty; a positive control
+//! bind, sendto, ...) of `predict`, `gallery build`, `gallery add`, `sign`, `run`, `eval` and
+//! `gallery import`, and of every thread and child they start, is logged, and the log must
+//! be empty; a positive control
 //! shows the same strace invocation does log a program that opens a socket. (2) `predict`
 //! gives the same result inside a fresh network namespace (`unshare -n`: no interface at
 //! all, not even loopback). (3) `cargo tree` lists no networking crate, with every feature on.
@@ -82,12 +83,15 @@ fn strace_sees_a_socket_when_one_is_opened() {
 }
 
 #[test]
-fn predict_gallery_and_sign_open_no_sockets() {
+fn predict_run_eval_gallery_and_sign_open_no_sockets() {
     let d = tempdir();
     let bundle = demo_bundle();
     let gallery = d.path().join("g.gallery");
     let labels = root().join("models/demo/labels.csv");
     let key = d.path().join("key");
+    let state = d.path().join("state");
+    let imported = d.path().join("imported.gallery");
+    let golden = root().join("tests/golden/eval");
     let runs: Vec<Vec<&std::ffi::OsStr>> = vec![
         vec![
             "gallery".as_ref(),
@@ -121,6 +125,46 @@ fn predict_gallery_and_sign_open_no_sockets() {
             "Demo identity A".as_ref(),
         ],
         vec!["sign".as_ref(), "--generate-key".as_ref(), key.as_os_str()],
+        vec![
+            "run".as_ref(),
+            "--once".as_ref(),
+            "--board".as_ref(),
+            "x86-dev".as_ref(),
+            "--screen".as_ref(),
+            "none".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            "--gallery".as_ref(),
+            gallery.as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+            "--source".as_ref(),
+            demo_photo("person_a_2.jpg").into_os_string().leak(),
+        ],
+        vec![
+            "eval".as_ref(),
+            "--json".as_ref(),
+            "--encodings".as_ref(),
+            golden.join("encodings.csv").into_os_string().leak(),
+            "--gallery-images".as_ref(),
+            golden.join("frequent_gallery.csv").into_os_string().leak(),
+            "--test-images".as_ref(),
+            golden.join("frequent_test.csv").into_os_string().leak(),
+            "--syndromes".as_ref(),
+            golden.join("syndromes.tsv").into_os_string().leak(),
+        ],
+        vec![
+            "gallery".as_ref(),
+            "import".as_ref(),
+            "--encodings".as_ref(),
+            golden.join("encodings.csv").into_os_string().leak(),
+            "--images".as_ref(),
+            golden.join("frequent_gallery.csv").into_os_string().leak(),
+            "--syndromes".as_ref(),
+            golden.join("syndromes.tsv").into_os_string().leak(),
+            "--out".as_ref(),
+            imported.as_os_str(),
+        ],
     ];
     for args in &runs {
         let (o, calls) = traced(d.path(), bin(), args);

@@ -7,16 +7,10 @@ use crate::util;
 use std::path::{Path, PathBuf};
 use util::*;
 
-/// A copy of the demo manifest in `dir` whose model files are links to the real ones.
+/// A copy of the demo manifest in `dir` with the models beside it (a manifest may name only
+/// files inside its own folder).
 fn bundle_copy(dir: &Path) -> PathBuf {
-    let src = demo_bundle();
-    let models = src.parent().unwrap();
-    for f in ["yunet.onnx", "sface.onnx"] {
-        std::os::unix::fs::symlink(models.join(f), dir.join(f)).unwrap();
-    }
-    let m = dir.join("bundle.toml");
-    std::fs::copy(&src, &m).unwrap();
-    m
+    demo_bundle_copy(dir)
 }
 
 fn ok(o: &std::process::Output) -> String {

@@ -98,3 +98,66 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&p, bytes).expect("write");
     p
 }
+
+/// Puts the demo models into `dir` (hard links where the file system allows, else copies):
+/// a manifest in `dir` may name only files inside its own folder.
+pub fn link_demo_models(dir: &Path) {
+    let models = root().join("models/demo");
+    for f in ["yunet.onnx", "sface.onnx"] {
+        let (from, to) = (models.join(f), dir.join(f));
+        // never copy onto an existing name: it may be a hard link to the original, and a
+        // copy would truncate the original through it
+        if to.exists() {
+            continue;
+        }
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).expect("copy a demo model");
+        }
+    }
+}
+
+/// A copy of the demo manifest in `dir` with the demo models beside it.
+pub fn demo_bundle_copy(dir: &Path) -> PathBuf {
+    let src = demo_bundle();
+    link_demo_models(dir);
+    let m = dir.join("bundle.toml");
+    std::fs::copy(&src, &m).expect("copy the demo manifest");
+    m
+}
+
+/// Runs `c` and returns its output, its peak resident set size in KiB (from the kernel's
+/// accounting of this one child, `wait4`) and its wall time.
+// the child is reaped by wait4, which std's Child::wait cannot replace (it drops the rusage)
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(c: &mut Command) -> (Output, u64, std::time::Duration) {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn gestalt-edge");
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let mut stderr = Vec::new();
+    let _ = se.read_to_end(&mut stderr);
+    let stdout = out_reader.join().unwrap_or_default();
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data the kernel fills in; the pid is our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let elapsed = start.elapsed();
+    use std::os::unix::process::ExitStatusExt;
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (output, usage.ru_maxrss as u64, elapsed)
+}

@@ -188,7 +188,12 @@ fn compare_embedding(
     let many = ms(t);
     let mut batched = 0.0;
     for spec in &b.manifest.embedders {
-        let (path, bytes) = bundle::read_verified(&b.path, &spec.file, &spec.sha256)?;
+        let (path, bytes) = bundle::read_verified(
+            &b.path,
+            &format!("embedder '{}'", spec.name),
+            &spec.file,
+            &spec.sha256,
+        )?;
         let outputs: Vec<String> = spec.output.iter().cloned().collect();
         let n = spec.views.len();
         let net = gestalt_edge::engine::load_net(

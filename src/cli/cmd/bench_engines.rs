@@ -24,10 +24,19 @@ pub fn tract_macs(b: &Bundle) -> Result<u64> {
     for (net, spec) in embs.iter().zip(&b.manifest.embedders) {
         nets.push((net, spec.views.len() as u64));
     }
-    let files = std::iter::once((&b.manifest.detector.file, &b.manifest.detector.sha256))
-        .chain(b.manifest.embedders.iter().map(|e| (&e.file, &e.sha256)));
-    for ((net, times), (file, sha256)) in nets.into_iter().zip(files) {
-        let (path, bytes) = bundle::read_verified(&b.path, file, sha256)?;
+    let files = std::iter::once((
+        "detector".to_string(),
+        &b.manifest.detector.file,
+        &b.manifest.detector.sha256,
+    ))
+    .chain(
+        b.manifest
+            .embedders
+            .iter()
+            .map(|e| (format!("embedder '{}'", e.name), &e.file, &e.sha256)),
+    );
+    for ((net, times), (entry, file, sha256)) in nets.into_iter().zip(files) {
+        let (path, bytes) = bundle::read_verified(&b.path, &entry, file, sha256)?;
         let names: Vec<String> = net.outputs().iter().map(|(n, _)| n.clone()).collect();
         let [_, _, h, w] = net.input_shape();
         let tract = Net::load(&path, &bytes, w as u32, h as u32, &names)?;

@@ -65,6 +65,10 @@ pub fn run(a: CompileArgs) -> Result<i32> {
                 CacheStatus::Rebuilt => "rebuilt (the old entry was damaged)".to_string(),
                 CacheStatus::Disabled => "not cached".to_string(),
                 CacheStatus::NotWritten(why) => format!("NOT written: {why}"),
+                CacheStatus::Unpinned => {
+                    "not cached (a public key is in force: models run from the pinned ONNX)"
+                        .to_string()
+                }
             };
             let entry = r
                 .entry

@@ -81,6 +81,7 @@ pub fn build(a: BuildArgs) -> Result<i32> {
             ),
         });
     }
+    gallery.set_revision(a.revision);
     gallery.write_atomic(&a.out)?;
     let s = gallery.summary();
     println!(
@@ -122,8 +123,8 @@ pub fn add(a: AddArgs) -> Result<i32> {
             .map(|g| vec![(g, a.entrez)])
             .unwrap_or_default(),
     };
+    gallery.bump_revision()?;
     gallery.add(&case, &face.embeddings)?;
-    gallery.set_revision(gallery.revision() + 1);
     gallery.write_atomic(&a.gallery)?;
     println!(
         "added {image_id} ({}) to {}: now {} images, revision {}",

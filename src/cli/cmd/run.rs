@@ -179,8 +179,13 @@ pub fn run(a: RunArgs) -> Result<i32> {
             board.board.name, board.board.target
         );
     }
-    // flag > board profile > default: threads, trusted key, model cache folder
+    // flag > board profile > default: threads, trusted key, model cache folder, state folder
     let session = Settings::resolve(&a.analyse, Some(&board))?.load()?;
+    gestalt_edge::board::check_precision(
+        &board,
+        session.bundle.manifest.bundle.precision,
+        &session.settings.bundle,
+    )?;
     let gallery = session.settings.read_gallery(&a.gallery)?;
     pipeline::check_gallery(&session.bundle, &gallery)?;
     let matcher = Matcher::new(&gallery, session.settings.threads);
@@ -204,7 +209,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         "gestalt-edge run: board {} ({}), {} bundle {} [{}], gallery {} ({} images), {}, {}",
         board.board.name,
         board.board.target,
-        format!("{:?}", board.bundle.precision).to_lowercase(),
+        session.bundle.manifest.bundle.precision,
         session.bundle.model_version(),
         session.bundle.id,
         gallery.gallery_version(),
@@ -290,7 +295,14 @@ fn report_event(e: &Event, a: &RunArgs) {
             retry_in.as_secs_f32()
         ),
         Event::SourceRecovered => eprintln!("note: the camera is back"),
-        Event::BadFrame { error } => eprintln!("warning: skipped a frame: {error}"),
+        Event::BadFrame {
+            error,
+            consecutive,
+            retry_in,
+        } => eprintln!(
+            "warning: skipped a frame ({consecutive} in a row): {error}; next frame in {:.1} s",
+            retry_in.as_secs_f32()
+        ),
         Event::ScreenFailed { error } => {
             eprintln!("warning: the screen failed: {error}; going on (results on stdout)")
         }
@@ -314,18 +326,17 @@ fn report_event(e: &Event, a: &RunArgs) {
             }
         }
         Event::Result { prediction, frame } => {
-            let mut out = std::io::stdout().lock();
-            if a.json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(prediction).unwrap_or_default()
-                );
-            } else {
-                let _ = write!(out, "{}", report::prediction_table(prediction));
-            }
-            let _ = out.flush();
             let now = unix_now();
+            let mut out = std::io::stdout().lock();
+            let brief = AuditRecord::new(prediction, now);
+            let text = match (a.verbose, a.json) {
+                (true, true) => serde_json::to_string(prediction).unwrap_or_default() + "\n",
+                (true, false) => report::prediction_table(prediction),
+                (false, true) => serde_json::to_string(&brief).unwrap_or_default() + "\n",
+                (false, false) => brief_table(&brief),
+            };
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
             if let Some(log) = &a.audit_log {
                 if let Err(err) = audit::append(log, &AuditRecord::new(prediction, now)) {
                     eprintln!("warning: audit log: {err}");
@@ -343,6 +354,31 @@ fn report_event(e: &Event, a: &RunArgs) {
         }
         Event::AnalysisFailed { error } => eprintln!("error: {error}"),
     }
+}
+
+/// The result as the journal sees it without `--verbose`: the top-5 syndromes and the
+/// versions, as in the audit log; no photo path, face geometry, gallery image or subject id.
+fn brief_table(r: &AuditRecord) -> String {
+    let mut s = format!(
+        "result {}: model {} [bundle {}], gallery {}\n",
+        r.time, r.model_version, r.bundle_id, r.gallery_version
+    );
+    s += &format!(
+        "  {:>2}  {:<32} {:>8} {:>9} {:>8}\n",
+        "#", "syndrome", "OMIM", "distance", "gestalt"
+    );
+    for (i, h) in r.top5.iter().enumerate() {
+        s += &format!(
+            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}\n",
+            i + 1,
+            h.syndrome_name,
+            h.omim_id.map_or_else(|| "-".to_string(), |n| n.to_string()),
+            h.distance,
+            h.gestalt_score
+        );
+    }
+    s += "  Decision support only: similarity to diagnosed cases, not a diagnosis.\n\n";
+    s
 }
 
 #[cfg(test)]

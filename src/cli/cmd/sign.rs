@@ -17,8 +17,15 @@ pub fn run(a: SignArgs) -> Result<i32> {
         let key = sign::read_public_key(public)?;
         for f in &a.file {
             let bytes = read(f)?;
-            sign::verify_detached(&key, &bytes, f)?;
-            println!("{}: signature OK (key {})", f.display(), key.fingerprint());
+            let (role, revision) = sign::describe(&bytes, f)?;
+            let signed = sign::verify_detached(&key, role, &bytes, f)?;
+            sign::check_revision(f, signed, revision)?;
+            println!(
+                "{}: signature OK ({} revision {revision}, key {})",
+                f.display(),
+                role.name(),
+                key.fingerprint()
+            );
         }
         return Ok(0);
     }
@@ -30,10 +37,16 @@ pub fn run(a: SignArgs) -> Result<i32> {
     let key = sign::read_secret_key(secret)?;
     for f in &a.file {
         let bytes = read(f)?;
+        let (role, revision) = sign::describe(&bytes, f)?;
         let sig_path = sign::signature_path(f);
-        sign::write_file_atomic(&sig_path, key.sign(&bytes).as_bytes(), false)?;
+        sign::write_file_atomic(
+            &sig_path,
+            key.sign(role, revision, &bytes).as_bytes(),
+            false,
+        )?;
         println!(
-            "signed {} ({} bytes) with key {}: wrote {}",
+            "signed {} {} revision {revision} ({} bytes) with key {}: wrote {}",
+            role.name(),
             f.display(),
             bytes.len(),
             key.public().fingerprint(),
