@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `bundle` loads the models a manifest describes (the only tract-aware code), `gallery` is
-//! the on-device file of diagnosed cases, `pipeline` composes the stages, and `sign` checks
+//! the on-device file of diagnosed cases, `pipeline` composes the stages (`fuse` merges
+//! several photos of one patient into one query), and `sign` checks
 //! detached ed25519 signatures over manifests and galleries. The library never
 //! prints and never reads the environment; the `gestalt-edge` binary is a thin layer on top.
 
@@ -24,6 +25,7 @@ pub mod display;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod fuse;
 pub mod gallery;
 pub mod pipeline;
 pub mod rank;

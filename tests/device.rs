@@ -274,6 +274,7 @@ fn result_view() -> ResultView {
             })
             .collect(),
         thumbnail: Some(gradient(112, 112)),
+        advice: None,
     }
 }
 

@@ -4,7 +4,9 @@
 //! tests), a [`Screen`] and operator [`Command`]s; produces scenes on the screen and
 //! [`Event`]s for the caller to log. Every frame is run through the detector; a face that
 //! passes the [`QualityThresholds`] for `steady_frames` frames in a row without moving is
-//! captured automatically (or at once on [`Command::Capture`]). Trouble never ends the loop:
+//! captured automatically (or at once on [`Command::Capture`]); photos from files
+//! ([`LoopSettings::stills`]) are analysed each once, the gate's verdict shown as advice.
+//! Trouble never ends the loop:
 //! a missing or unplugged camera is retried with exponential back-off and a message on the
 //! screen, a bad frame is skipped, a screen that fails is reported once and the loop goes on.
 
@@ -63,6 +65,8 @@ pub enum Trigger {
     Steady,
     /// The operator asked.
     Key,
+    /// A new photo from a file or folder source with a face (stills skip the gate).
+    Still,
 }
 
 /// Something the caller may want to log.
@@ -159,6 +163,10 @@ pub struct LoopSettings {
     /// Stop after this many consecutive failed attempts to reach the source (`None`:
     /// never, as a kiosk should).
     pub max_retries: Option<u32>,
+    /// The source yields photos, not a live person: every photo with a face is analysed
+    /// once, whatever the gate says (a photo cannot turn its head), and the gate's verdict
+    /// goes on the result screen as advice. The live camera keeps the gate.
+    pub stills: bool,
 }
 
 /// Why the loop ended.
@@ -244,6 +252,11 @@ impl ScreenGuard<'_> {
     }
 }
 
+/// The result-screen advice for a photo the gate would have refused.
+pub fn still_advice(verdict: &str) -> String {
+    format!("Photo quality: {verdict}. A better photo may give a more reliable result.")
+}
+
 /// Runs the device loop until the source ends, the operator quits, or (with `once`) one
 /// capture was analysed.
 pub fn run(
@@ -270,6 +283,8 @@ pub fn run(
     let mut attempt = 0u32;
     // after a capture, wait for the face to go or move (or a new photo) before the next one
     let mut captured: Option<(std::path::PathBuf, [f32; 4])> = None;
+    // stills: the photo last analysed (each file once)
+    let mut analysed: Option<std::path::PathBuf> = None;
 
     loop {
         if settings.max_frames.is_some_and(|m| report.frames >= m) {
@@ -375,8 +390,12 @@ pub fn run(
             (Some(r), false) => r.verdict().into(),
         };
 
+        let new_still =
+            settings.stills && face.is_some() && analysed.as_ref() != Some(&frame.source);
         let trigger = if forced {
             Some(Trigger::Key)
+        } else if new_still {
+            Some(Trigger::Still)
         } else if count >= need {
             Some(Trigger::Steady)
         } else {
@@ -415,6 +434,9 @@ pub fn run(
             io,
         );
         steady.reset();
+        if settings.stills {
+            analysed = Some(frame.source.clone());
+        }
         match analyzer.predict(&frame) {
             Ok(p) => {
                 report.captures += 1;
@@ -422,7 +444,13 @@ pub fn run(
                     prediction: &p,
                     frame: &frame,
                 });
-                let view = ResultView::from_prediction(&p, &frame.rgb);
+                let mut view = ResultView::from_prediction(&p, &frame.rgb);
+                if settings.stills {
+                    view.advice = quality
+                        .as_ref()
+                        .filter(|r| !r.passes())
+                        .map(|r| still_advice(r.verdict()));
+                }
                 screen.show(&Scene::Result(&view), io);
                 captured = Some((frame.source.clone(), p.face.bbox_px));
             }

@@ -96,11 +96,18 @@ fn prediction() -> Prediction {
             gestalt_score: 1.0,
             image_id: "i".into(),
             subject_id: "s".into(),
+            acmg_pp4: "moderate".into(),
+            acmg_pp4_support: "Yes".into(),
+            probability: None,
+            ci_lower: None,
+            ci_upper: None,
         }],
         suggested_genes_list: vec![],
         suggested_patients_list: vec![],
         images_compared: 1,
         timings_ms: StageTimings::default(),
+        explanation: None,
+        query: Default::default(),
     }
 }
 
@@ -136,7 +143,10 @@ impl Screen for Recorder {
     fn show(&mut self, scene: &Scene) -> crate::Result<()> {
         self.scenes.push(match scene {
             Scene::Preview(p) => format!("preview {}/{}", p.steady.0, p.steady.1),
-            Scene::Result(r) => format!("result {}", r.rows[0].name),
+            Scene::Result(r) => match &r.advice {
+                None => format!("result {}", r.rows[0].name),
+                Some(a) => format!("result {} [{a}]", r.rows[0].name),
+            },
             Scene::Message { title, .. } => format!("message {title}"),
         });
         if self.fail {
@@ -172,7 +182,54 @@ fn settings(once: bool, max_frames: Option<u64>) -> LoopSettings {
         result_hold: Duration::ZERO,
         backoff: Backoff::default(),
         max_retries: None,
+        stills: false,
     }
+}
+
+#[test]
+fn stills_are_analysed_once_each_with_the_gate_as_advice() {
+    // a gate no face passes: the face would have to fill the frame
+    let strict = QualityThresholds {
+        min_face_fraction: 0.99,
+        ..lax()
+    };
+    let live = LoopSettings {
+        quality: strict,
+        ..settings(false, Some(6))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &live, None);
+    assert_eq!(r.captures, 0, "the live camera keeps the gate: {events:?}");
+
+    let stills = LoopSettings {
+        stills: true,
+        ..live
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &stills, None);
+    // every frame has the same source: one photo, analysed once
+    assert_eq!((r.frames, r.captures), (6, 1));
+    assert_eq!(events, vec!["captured Still", "result Test syndrome"]);
+    let result = &screen.scenes[1];
+    assert!(
+        result.starts_with("result Test syndrome [Photo quality: ") && result.len() > 40,
+        "{:?}",
+        screen.scenes
+    );
+    // a photo the gate accepts gets no advice
+    let fine = LoopSettings {
+        stills: true,
+        ..settings(true, Some(6))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    drive(&mut src, &mut f, &mut screen, &fine, None);
+    assert_eq!(
+        screen.scenes,
+        vec!["message Analysing...", "result Test syndrome"]
+    );
 }
 
 /// Runs the loop; returns the report, the events (as text) and the total slept time.

@@ -395,6 +395,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
             StorageArg::F16 => Storage::F16,
             StorageArg::I8 => Storage::I8,
         },
+        ..EvalOptions::default()
     };
     let pb = bar(0, "test images ranked");
     let report = protocol::evaluate(

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::rank::pp4::{self, Pp4Thresholds};
 use gestalt_edge::{pipeline, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,11 +17,14 @@ struct Row {
     case: Case,
 }
 
+/// PP4 thresholds per syndrome named in a labels CSV, with the line that gave them.
+type Pp4ByLabel = std::collections::HashMap<String, (u64, Pp4Thresholds)>;
+
 fn usage(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::Usage(format!("{}: {msg}", path.display()))
 }
 
-fn read_labels(path: &Path) -> Result<Vec<Row>> {
+fn read_labels(path: &Path) -> Result<(Vec<Row>, Pp4ByLabel)> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
@@ -31,9 +35,11 @@ fn read_labels(path: &Path) -> Result<Vec<Row>> {
         .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(image), Some(label)) = (col("image"), col("label")) else {
-        return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez)"));
+        return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez, very_strong, strong, moderate, supporting)"));
     };
     let (subject, omim, gene, entrez) = (col("subject"), col("omim"), col("gene"), col("entrez"));
+    let pp4_cols = pp4::columns(headers.iter());
+    let mut thresholds = Pp4ByLabel::new();
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| usage(path, format!("malformed CSV: {e}")))?;
@@ -70,6 +76,22 @@ fn read_labels(path: &Path) -> Result<Vec<Row>> {
             }
             None => vec![],
         };
+        let t = pp4::from_row(&pp4_cols, |i| record.get(i))
+            .map_err(|e| usage(path, format!("line {line}: {e}")))?;
+        if let Some(t) = t {
+            match thresholds.get(&syndrome) {
+                Some((first, known)) if *known != t => {
+                    return Err(usage(
+                        path,
+                        format!("line {line}: the PP4 thresholds of '{syndrome}' differ from those on line {first}"),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    thresholds.insert(syndrome.clone(), (line, t));
+                }
+            }
+        }
         let case = Case {
             image_id: img.clone(),
             subject: field(subject),
@@ -86,7 +108,7 @@ fn read_labels(path: &Path) -> Result<Vec<Row>> {
     if rows.is_empty() {
         return Err(usage(path, "lists no photos"));
     }
-    Ok(rows)
+    Ok((rows, thresholds))
 }
 
 fn storage(s: StorageArg) -> Storage {
@@ -106,7 +128,7 @@ fn key_specs(analyser: &Analyser) -> Vec<KeySpec> {
 }
 
 pub fn build(a: BuildArgs) -> Result<i32> {
-    let rows = read_labels(&a.labels)?;
+    let (rows, thresholds) = read_labels(&a.labels)?;
     let analyser = Analyser::new(&a.analyse)?;
     let mut gallery = Gallery::new(
         analyser.bundle.id.clone(),
@@ -154,6 +176,12 @@ pub fn build(a: BuildArgs) -> Result<i32> {
                 rows.len()
             ),
         });
+    }
+    for (label, (_, t)) in &thresholds {
+        // a syndrome all of whose photos were skipped is not in the gallery
+        if gallery.syndromes().iter().any(|s| &s.name == label) {
+            gallery.set_pp4(label, *t)?;
+        }
     }
     gallery.write_atomic(&a.out)?;
     let s = gallery.summary();

@@ -281,6 +281,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         options: analyser.pipeline,
         rank: RankOptions {
             top: 5,
+            patients: 5,
             same_patient_threshold: None,
         },
     };
@@ -292,6 +293,8 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         result_hold: Duration::from_secs_f32(a.result_seconds.unwrap_or(board.run.result_seconds)),
         backoff: device::Backoff::default(),
         max_retries: a.max_retries,
+        // photos cannot follow the gate's instructions: analyse each, advise on quality
+        stills: matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)),
     };
     let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
@@ -354,7 +357,13 @@ fn report_event(e: &Event, a: &RunArgs) {
             let why = match trigger {
                 Trigger::Steady => "steady face passed the quality gate",
                 Trigger::Key => "key pressed",
+                Trigger::Still => "a new photo with a face",
             };
+            if let (Trigger::Still, Some(q)) = (trigger, quality) {
+                if !q.passes() {
+                    eprintln!("advice: {}", device::still_advice(q.verdict()));
+                }
+            }
             match quality {
                 Some(q) => eprintln!(
                     "capture: {why} (face {:.0}% of the height, sharpness {:.0}, yaw {:.2}, pitch {:.2}, roll {:.1} deg, brightness {:.0})",

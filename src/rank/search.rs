@@ -97,8 +97,10 @@ impl Default for IndexParams {
 /// How to search.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
-    /// Entries per list (syndromes, genes, patients), as [`super::RankOptions::top`].
+    /// Entries in the syndrome and gene lists, as [`super::RankOptions::top`].
     pub top: usize,
+    /// Entries in the patient list, as [`super::RankOptions::patients`].
+    pub patients: usize,
     /// Same-patient filter, as [`super::RankOptions::same_patient_threshold`].
     pub same_patient_threshold: Option<f32>,
     /// Worker threads for the scan and the re-rank.
@@ -662,7 +664,7 @@ fn lists_full(
     let [n_syn, n_subj, n_genes] = store.table_sizes();
     let (want_syn, want_subj, want_genes) = (
         opts.top.min(n_syn),
-        opts.top.min(n_subj),
+        opts.patients.min(n_subj),
         opts.top.min(n_genes),
     );
     let (mut syn, mut subj, mut genes) = (HashSet::new(), HashSet::new(), HashSet::new());
