@@ -5,7 +5,8 @@
 //! [`Event`]s for the caller to log. Every frame is run through the detector; a face that
 //! passes the [`QualityThresholds`] for `steady_frames` frames in a row without moving is
 //! captured automatically (or at once on [`Command::Capture`]); photos from files
-//! ([`LoopSettings::stills`]) are analysed each once, the gate's verdict shown as advice.
+//! ([`LoopSettings::stills`]) are analysed each once, the gate's verdict shown as advice; a
+//! patient session ([`LoopSettings::session_captures`]) fuses several separate captures.
 //! Trouble never ends the loop:
 //! a missing or unplugged camera is retried with exponential back-off and a message on the
 //! screen, a bad frame is skipped, a screen that fails is reported once and the loop goes on.
@@ -17,7 +18,7 @@ use crate::capture::quality::{self, QualityReport, QualityThresholds, Steadiness
 use crate::capture::{Frame, FrameSource, SourceError};
 use crate::detect::{self, Detection, FaceChoice};
 use crate::display::{PreviewView, ResultView, Scene, Screen};
-use crate::pipeline::Prediction;
+use crate::pipeline::{FaceAnalysis, Prediction};
 use crate::{Error, Result};
 
 /// What the loop needs from the models.
@@ -26,6 +27,21 @@ pub trait Analyzer {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>>;
     /// The full pipeline and ranking on a captured frame.
     fn predict(&mut self, frame: &Frame) -> Result<Prediction>;
+    /// Detection, alignment and embedding of a captured frame (one photo of a session).
+    fn analyse(&mut self, frame: &Frame) -> Result<FaceAnalysis> {
+        Err(Error::Usage(format!(
+            "{}: this analyser cannot run patient sessions",
+            frame.source.display()
+        )))
+    }
+    /// The ranking of a session's photos fused into one query ([`crate::fuse`]), as a
+    /// [`Prediction`] whose face is that of the last photo.
+    fn predict_session(&mut self, photos: Vec<(String, FaceAnalysis)>) -> Result<Prediction> {
+        let _ = photos;
+        Err(Error::Usage(
+            "this analyser cannot run patient sessions".into(),
+        ))
+    }
 }
 
 /// The real pipeline against a gallery.
@@ -46,6 +62,40 @@ impl Analyzer for PipelineAnalyzer<'_> {
     }
     fn predict(&mut self, frame: &Frame) -> Result<Prediction> {
         crate::pipeline::predict(self.bundle, self.matcher, frame, &self.options, &self.rank)
+    }
+    fn analyse(&mut self, frame: &Frame) -> Result<FaceAnalysis> {
+        crate::pipeline::analyse(self.bundle, frame, &self.options)
+    }
+    fn predict_session(&mut self, photos: Vec<(String, FaceAnalysis)>) -> Result<Prediction> {
+        let n = photos.len();
+        let last = photos.last().map(|(_, a)| a.detection.clone());
+        let fused = crate::pipeline::predict_fused(
+            self.bundle,
+            self.matcher,
+            photos.into_iter().map(|(name, a)| (name, Ok(a))).collect(),
+            &self.rank,
+            crate::fuse::DEFAULT_CONSISTENCY_DISTANCE,
+        )?;
+        let face = last.ok_or_else(|| Error::Usage("an empty session".into()))?;
+        Ok(Prediction {
+            image: format!("patient session of {n} photos"),
+            model_version: fused.model_version,
+            gallery_version: fused.gallery_version,
+            bundle_id: fused.bundle_id,
+            faces_found: 1,
+            face: crate::pipeline::FaceReport {
+                bbox_px: face.bbox_px,
+                score: face.score,
+                landmarks_px: face.landmarks_px,
+            },
+            suggested_syndromes_list: fused.suggested_syndromes_list,
+            suggested_genes_list: fused.suggested_genes_list,
+            suggested_patients_list: fused.suggested_patients_list,
+            images_compared: fused.images_compared,
+            timings_ms: fused.timings_ms,
+            explanation: None,
+            query: fused.query,
+        })
     }
 }
 
@@ -167,6 +217,10 @@ pub struct LoopSettings {
     /// once, whatever the gate says (a photo cannot turn its head), and the gate's verdict
     /// goes on the result screen as advice. The live camera keeps the gate.
     pub stills: bool,
+    /// Captures per patient session on a live source: each passes the gate and is a separate
+    /// capture (the face must move or leave in between); after the last, the photos are
+    /// fused and ranked as one query. 1 (or 0) ranks every capture on its own.
+    pub session_captures: u32,
 }
 
 /// Why the loop ended.
@@ -285,6 +339,8 @@ pub fn run(
     let mut captured: Option<(std::path::PathBuf, [f32; 4])> = None;
     // stills: the photo last analysed (each file once)
     let mut analysed: Option<std::path::PathBuf> = None;
+    // a patient session's photos so far
+    let mut session: Vec<(String, FaceAnalysis)> = Vec::new();
 
     loop {
         if settings.max_frames.is_some_and(|m| report.frames >= m) {
@@ -437,7 +493,35 @@ pub fn run(
         if settings.stills {
             analysed = Some(frame.source.clone());
         }
-        match analyzer.predict(&frame) {
+        let result = if settings.session_captures > 1 && !settings.stills {
+            match analyzer.analyse(&frame) {
+                Ok(a) => {
+                    let bbox = a.detection.bbox_px;
+                    let n = session.len() + 1;
+                    session.push((format!("capture {n}"), a));
+                    if session.len() < settings.session_captures as usize {
+                        let detail = format!(
+                            "Photo {n} of {} taken. Turn the head a little or step out and back; the next photo is taken when the face is steady again.",
+                            settings.session_captures
+                        );
+                        screen.show(
+                            &Scene::Message {
+                                title: "Patient session",
+                                detail: &detail,
+                            },
+                            io,
+                        );
+                        captured = Some((frame.source.clone(), bbox));
+                        continue;
+                    }
+                    analyzer.predict_session(std::mem::take(&mut session))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            analyzer.predict(&frame)
+        };
+        match result {
             Ok(p) => {
                 report.captures += 1;
                 (io.events)(&Event::Result {

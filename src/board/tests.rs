@@ -120,6 +120,27 @@ impl Analyzer for Fake {
             vec![]
         })
     }
+    fn analyse(&mut self, _frame: &Frame) -> crate::Result<crate::pipeline::FaceAnalysis> {
+        Ok(crate::pipeline::FaceAnalysis {
+            faces_found: 1,
+            detection: face(),
+            aligned: crate::align::AlignedFace {
+                rgb: image::RgbImage::new(112, 112),
+                transform: crate::align::Similarity::IDENTITY,
+            },
+            embeddings: Default::default(),
+            timings: StageTimings::default(),
+        })
+    }
+    fn predict_session(
+        &mut self,
+        photos: Vec<(String, crate::pipeline::FaceAnalysis)>,
+    ) -> crate::Result<Prediction> {
+        self.predictions += 1;
+        let mut p = prediction();
+        p.suggested_syndromes_list[0].syndrome_name = format!("fused {}", photos.len());
+        Ok(p)
+    }
     fn predict(&mut self, frame: &Frame) -> crate::Result<Prediction> {
         self.predictions += 1;
         if self.face {
@@ -183,7 +204,39 @@ fn settings(once: bool, max_frames: Option<u64>) -> LoopSettings {
         backoff: Backoff::default(),
         max_retries: None,
         stills: false,
+        session_captures: 1,
     }
+}
+
+#[test]
+fn a_patient_session_fuses_separate_gated_captures() {
+    let s = LoopSettings {
+        session_captures: 2,
+        ..settings(true, Some(40))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    // the face leaves at frame 4 (and at 5): the second photo is a new capture
+    let mut f = Fake {
+        faceless: vec![4, 5],
+        ..fake(true)
+    };
+    let mut screen = Recorder::default();
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &s, None);
+    assert_eq!(r.end, End::Once);
+    assert_eq!((r.frames, r.captures), (8, 1));
+    assert_eq!(
+        events,
+        vec!["captured Steady", "captured Steady", "result fused 2"]
+    );
+    assert!(screen
+        .scenes
+        .contains(&"message Patient session".to_string()));
+    // without the face leaving, the session never takes a second photo of the same pose
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &s, None);
+    assert_eq!(r.captures, 0);
+    assert_eq!(events, vec!["captured Steady"]);
 }
 
 #[test]

@@ -295,6 +295,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         max_retries: a.max_retries,
         // photos cannot follow the gate's instructions: analyse each, advise on quality
         stills: matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)),
+        session_captures: 1,
     };
     let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
