@@ -68,7 +68,7 @@ impl Analyzer for PipelineAnalyzer<'_> {
     }
     fn predict_session(&mut self, photos: Vec<(String, FaceAnalysis)>) -> Result<Prediction> {
         let n = photos.len();
-        let last = photos.last().map(|(_, a)| a.detection.clone());
+        let last = photos.last().map(|(_, a)| a.detection);
         let fused = crate::pipeline::predict_fused(
             self.bundle,
             self.matcher,
