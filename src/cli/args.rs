@@ -43,6 +43,12 @@ pub enum GalleryCommand {
     Inspect(InspectArgs),
     /// Import reference encodings (GestaltMatcher CSV files) into a gallery.
     Import(super::import_cmd::ImportArgs),
+    /// Remove a subject (consent withdrawn) or one image; rewritten atomically, revision + 1.
+    Remove(super::curate_cmd::RemoveArgs),
+    /// Give a subject's images a revised diagnosis; rewritten atomically, revision + 1.
+    Relabel(super::curate_cmd::RelabelArgs),
+    /// List the subjects with their labels and image counts.
+    List(super::curate_cmd::ListArgs),
 }
 
 /// Which face to analyse when a photo holds several.
@@ -101,9 +107,12 @@ pub struct PredictArgs {
     /// Print a JSON array, one object per photo, instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Number of syndromes, genes and patients to list.
+    /// Number of syndromes and genes to list.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub top: usize,
+    /// Number of unique gallery patients to list (the service lists 100).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub patients: usize,
     /// Ignore gallery images closer than this cosine distance (probable same patient).
     #[arg(long, value_name = "DISTANCE")]
     pub same_patient_threshold: Option<f32>,

@@ -6,6 +6,7 @@ mod bench_backends;
 mod bench_cmd;
 mod bench_gallery;
 mod compile_cmd;
+mod curate_cmd;
 mod engine;
 mod eval_cmd;
 mod gallery_cmd;
@@ -35,6 +36,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Gallery(GalleryCommand::Add(a)) => gallery_cmd::add(a),
         Command::Gallery(GalleryCommand::Inspect(a)) => gallery_cmd::inspect(a),
         Command::Gallery(GalleryCommand::Import(a)) => import_cmd::run(a),
+        Command::Gallery(GalleryCommand::Remove(a)) => curate_cmd::remove(a),
+        Command::Gallery(GalleryCommand::Relabel(a)) => curate_cmd::relabel(a),
+        Command::Gallery(GalleryCommand::List(a)) => curate_cmd::list(a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Run(a) => run_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),

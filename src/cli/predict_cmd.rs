@@ -28,7 +28,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
     let matcher = Matcher::flat(&gallery);
     let rank_opts = RankOptions {
         top: a.top,
-        patients: a.top,
+        patients: a.patients,
         same_patient_threshold: a.same_patient_threshold,
     };
 

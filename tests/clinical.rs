@@ -1,0 +1,234 @@
+//! The clinical workflow end to end on the demo bundle and photos: gallery curation (remove,
+//! relabel, list), PP4 thresholds from a labels CSV, the service's result fields.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use util::*;
+
+/// A private copy of the demo gallery.
+fn gallery_copy(dir: &Path) -> PathBuf {
+    let p = dir.join("g.gallery");
+    std::fs::copy(demo_gallery(), &p).unwrap();
+    p
+}
+
+fn predict(gallery: &Path, extra: &[&str], photos: &[PathBuf]) -> Value {
+    let mut c = cmd();
+    c.args(["predict", "--json", "--top", "10", "--bundle"])
+        .arg(demo_bundle())
+        .arg("--gallery")
+        .arg(gallery)
+        .args(extra)
+        .args(photos);
+    let o = c.output().unwrap();
+    let (code, out, err) = parts(&o);
+    assert_eq!(code, 0, "{out}\n{err}");
+    serde_json::from_str(&out).expect("JSON")
+}
+
+fn names(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn gallery(args: &[&str], file: &Path) -> (i32, String, String) {
+    let mut c = cmd();
+    c.arg("gallery").args(&args[..1]).arg("--gallery").arg(file);
+    c.args(&args[1..]);
+    parts(&c.output().unwrap())
+}
+
+fn revision(file: &Path) -> u64 {
+    let o = run([
+        "gallery".as_ref(),
+        "inspect".as_ref(),
+        "--json".as_ref(),
+        file.as_os_str(),
+    ]);
+    let (code, out, err) = parts(&o);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["images"].is_u64() && v["subjects"].is_u64(), "{v}");
+    v["revision"].as_u64().unwrap()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_removed_subject_is_gone_from_results_and_file() {
+    let dir = tempdir();
+    let g = gallery_copy(dir.path());
+    let before = std::fs::read(&g).unwrap();
+    assert!(contains(&before, "person_b") && contains(&before, "Demo identity B"));
+    let r0 = revision(&g);
+
+    let (code, out, err) = gallery(&["remove", "--subject", "person_b"], &g);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("revision"), "{out}");
+    assert_eq!(revision(&g), r0 + 1);
+    let bytes = std::fs::read(&g).unwrap();
+    for s in ["person_b", "person_b_1.jpg", "Demo identity B"] {
+        assert!(!contains(&bytes, s), "'{s}' is still in the file");
+    }
+    let p = &predict(&g, &[], &[demo_photo("person_b_2.jpg")])[0];
+    assert!(!names(&p["suggested_syndromes_list"], "syndrome_name")
+        .contains(&"Demo identity B".to_string()));
+    assert!(!names(&p["suggested_patients_list"], "subject_id").contains(&"person_b".to_string()));
+    assert_eq!(p["images_compared"], 3);
+
+    // unknown names: exit 2, named; the file is unchanged
+    let now = std::fs::read(&g).unwrap();
+    let (code, _, err) = gallery(&["remove", "--subject", "person_b"], &g);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("'person_b'"), "{err}");
+    let (code, _, err) = gallery(&["remove", "--image", "nope.jpg"], &g);
+    assert_eq!(code, 2);
+    assert!(err.contains("'nope.jpg'"), "{err}");
+    assert_eq!(std::fs::read(&g).unwrap(), now);
+}
+
+#[test]
+fn a_relabelled_subject_shows_its_new_label_and_omim() {
+    let dir = tempdir();
+    let g = gallery_copy(dir.path());
+    // Demo identity C has no OMIM number: another one conflicts (exit 2)
+    let (code, _, err) = gallery(
+        &[
+            "relabel",
+            "--subject",
+            "person_a",
+            "--label",
+            "Demo identity C",
+            "--omim",
+            "1",
+        ],
+        &g,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Demo identity C"), "{err}");
+    let (code, out, err) = gallery(
+        &[
+            "relabel",
+            "--subject",
+            "person_a",
+            "--label",
+            "Kabuki syndrome 1",
+            "--omim",
+            "147920",
+            "--gene",
+            "KMT2D",
+            "--entrez",
+            "8085",
+        ],
+        &g,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Demo identity A"),
+        "the emptied label is reported: {out}"
+    );
+    let p = &predict(&g, &[], &[demo_photo("person_a_2.jpg")])[0];
+    let top = &p["suggested_syndromes_list"][0];
+    assert_eq!(top["syndrome_name"], "Kabuki syndrome 1", "{p}");
+    assert_eq!(top["omim_id"], 147920);
+    let patient = &p["suggested_patients_list"][0];
+    assert_eq!(
+        (
+            patient["subject_id"].as_str(),
+            patient["gene_name"].as_str()
+        ),
+        (Some("person_a"), Some("KMT2D"))
+    );
+    assert_eq!(patient["gene_entrez_id"], 8085);
+
+    // list shows subjects, labels and image counts
+    let (code, out, _) = gallery(&["list", "--json"], &g);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let a = v["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subject_id"] == "person_a")
+        .unwrap()
+        .clone();
+    assert_eq!(a["labels"][0], "Kabuki syndrome 1");
+    assert_eq!(a["images"], 1);
+    assert_eq!(v["revision"].as_u64().unwrap(), revision(&g));
+}
+
+fn labels_with_thresholds(dir: &Path, a_thresholds: &str) -> PathBuf {
+    let photos = root().join("models/demo/photos");
+    let text = format!(
+        "image,label,subject,very_strong,strong,moderate,supporting\n\
+         {p}/person_a_1.jpg,Demo identity A,person_a,{a_thresholds}\n\
+         {p}/person_b_1.jpg,Demo identity B,person_b,,,,\n\
+         {p}/impostor_1.jpg,Demo identity C,impostor_1,,,,\n",
+        p = photos.display()
+    );
+    write(dir, "labels.csv", text.as_bytes())
+}
+
+#[test]
+fn pp4_levels_come_from_the_labels_csv() {
+    let dir = tempdir();
+    let labels = labels_with_thresholds(dir.path(), "1.29,0.5,0.2,0.1");
+    let out = dir.path().join("pp4.gallery");
+    let o = cmd()
+        .args(["gallery", "build", "--bundle"])
+        .arg(demo_bundle())
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (code, so, err) = parts(&o);
+    assert_eq!(code, 0, "{so}{err}");
+    let p = &predict(&out, &["--patients", "2"], &[demo_photo("person_a_2.jpg")])[0];
+    let list = p["suggested_syndromes_list"].as_array().unwrap();
+    let a = &list[0];
+    assert_eq!(a["syndrome_name"], "Demo identity A");
+    // the same person scores between 0.5 and 1.29 here: strong
+    let score = a["gestalt_score"].as_f64().unwrap();
+    assert!(score >= 0.5 && score < 1.29, "{score}");
+    assert_eq!(
+        (a["ACMG_PP4"].as_str(), a["ACMG_PP4_support"].as_str()),
+        (Some("strong"), Some("Yes"))
+    );
+    for other in &list[1..] {
+        assert_eq!(other["ACMG_PP4"], "");
+        assert_eq!(other["ACMG_PP4_support"], "Not available yet");
+        assert!(
+            other["probability"].is_null()
+                && other["ci_lower"].is_null()
+                && other["ci_upper"].is_null()
+        );
+    }
+    assert_eq!(p["suggested_patients_list"].as_array().unwrap().len(), 2);
+    assert_eq!(list.len(), 3);
+
+    // unordered and non-numeric thresholds: exit 2, file and line named
+    for bad in ["0.5,0.9,0.2,0.1", "high,0.5,0.2,0.1"] {
+        let labels = labels_with_thresholds(dir.path(), bad);
+        let o = cmd()
+            .args(["gallery", "build", "--bundle"])
+            .arg(demo_bundle())
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--out")
+            .arg(dir.path().join("bad.gallery"))
+            .output()
+            .unwrap();
+        expect_failure(&o, 2, &["labels.csv", "line 2", "PP4"]);
+        assert!(!dir.path().join("bad.gallery").exists());
+    }
+}
