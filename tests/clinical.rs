@@ -199,7 +199,7 @@ fn pp4_levels_come_from_the_labels_csv() {
     assert_eq!(a["syndrome_name"], "Demo identity A");
     // the same person scores between 0.5 and 1.29 here: strong
     let score = a["gestalt_score"].as_f64().unwrap();
-    assert!(score >= 0.5 && score < 1.29, "{score}");
+    assert!((0.5..1.29).contains(&score), "{score}");
     assert_eq!(
         (a["ACMG_PP4"].as_str(), a["ACMG_PP4_support"].as_str()),
         (Some("strong"), Some("Yes"))
@@ -231,4 +231,137 @@ fn pp4_levels_come_from_the_labels_csv() {
         expect_failure(&o, 2, &["labels.csv", "line 2", "PP4"]);
         assert!(!dir.path().join("bad.gallery").exists());
     }
+}
+
+/// person_a_2 mirrored and shrunk: another photo of the same person, not in the gallery.
+fn variant(dir: &Path) -> PathBuf {
+    let img = image::open(demo_photo("person_a_2.jpg")).unwrap().to_rgb8();
+    let img = image::imageops::flip_horizontal(&img);
+    let (w, h) = img.dimensions();
+    let img = image::imageops::resize(
+        &img,
+        w * 3 / 4,
+        h * 3 / 4,
+        image::imageops::FilterType::Triangle,
+    );
+    let p = dir.join("person_a_variant.png");
+    img.save(&p).unwrap();
+    p
+}
+
+fn fuse(extra: &[&str], photos: &[PathBuf]) -> (i32, Value, String) {
+    let mut c = cmd();
+    c.args(["predict", "--json", "--fuse", "--top", "10", "--bundle"])
+        .arg(demo_bundle())
+        .arg("--gallery")
+        .arg(demo_gallery())
+        .args(extra)
+        .args(photos);
+    let (code, out, err) = parts(&c.output().unwrap());
+    let v = serde_json::from_str(&out).unwrap_or(Value::Null);
+    (code, v, err)
+}
+
+#[test]
+fn fused_photos_rank_the_right_person_first_and_skip_faceless_ones() {
+    let dir = tempdir();
+    let noise = write(dir.path(), "blank.png", &{
+        let mut buf = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]))
+            .write_to(&mut buf, image::ImageFormat::Png)
+            .unwrap();
+        buf.into_inner()
+    });
+    let photos = [
+        demo_photo("person_a_2.jpg"),
+        variant(dir.path()),
+        noise.clone(),
+    ];
+    let (code, v, err) = fuse(&[], &photos);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["images"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["images"][0]["face"]["bbox_px"].is_array());
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["exit_code"], 3);
+    assert!(skipped[0]["image"].as_str().unwrap().ends_with("blank.png"));
+    assert_eq!(v["consistency"]["consistent"], true, "{v}");
+    let top = &v["suggested_syndromes_list"][0];
+    assert_eq!(top["syndrome_name"], "Demo identity A", "{v}");
+    assert_eq!(top["ACMG_PP4"], "");
+    assert!(
+        top["ACMG_PP4_support"]
+            .as_str()
+            .unwrap()
+            .starts_with("Withheld"),
+        "{top}"
+    );
+    let fused = top["distance"].as_f64().unwrap();
+    // the fused query is as close to person A as the photos are one by one, or closer
+    let single = predict(demo_gallery(), &[], &photos[..2]);
+    let each: Vec<f64> = single
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["suggested_syndromes_list"][0]["distance"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        fused <= each.iter().cloned().fold(0.0, f64::max) + 1e-6,
+        "{fused} vs {each:?}"
+    );
+    assert!(err.contains("skipped"), "{err}");
+}
+
+#[test]
+fn fusing_two_people_warns_and_no_usable_photo_fails() {
+    let (code, v, err) = fuse(
+        &[],
+        &[demo_photo("person_a_2.jpg"), demo_photo("person_b_2.jpg")],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(v["consistency"]["consistent"], false, "{v}");
+    assert!(v["consistency"]["max_distance"].as_f64().unwrap() > 0.6);
+    assert!(err.contains("may not show one person"), "{err}");
+
+    let dir = tempdir();
+    let junk = write(dir.path(), "junk.jpg", b"not a photo");
+    let (code, _, err) = fuse(&[], &[junk, dir.path().join("missing.jpg")]);
+    assert_eq!(code, 4, "{err}");
+}
+
+#[test]
+fn explain_gives_per_model_and_per_view_distances() {
+    let mut c = cmd();
+    c.args(["predict", "--json", "--explain", "--bundle"])
+        .arg(demo_bundle())
+        .arg("--gallery")
+        .arg(demo_gallery())
+        .arg(demo_photo("person_b_2.jpg"));
+    let (code, out, err) = parts(&c.output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let e = v[0]["explanation"].as_array().unwrap();
+    assert_eq!(e.len(), 4, "all four gallery syndromes are in the top 5");
+    for (x, s) in e
+        .iter()
+        .zip(v[0]["suggested_syndromes_list"].as_array().unwrap())
+    {
+        assert_eq!(x["syndrome_name"], s["syndrome_name"]);
+        let views = x["per_view"].as_array().unwrap();
+        assert!(!views.is_empty());
+        let mean = views
+            .iter()
+            .map(|w| w["distance"].as_f64().unwrap())
+            .sum::<f64>()
+            / views.len() as f64;
+        assert!((mean - s["distance"].as_f64().unwrap()).abs() < 1e-3, "{x}");
+        assert_eq!(x["per_model"][0]["model"], views[0]["model"]);
+    }
+    // without --explain the field is absent
+    let p = &predict(demo_gallery(), &[], &[demo_photo("person_b_2.jpg")])[0];
+    assert!(p.get("explanation").is_none());
 }

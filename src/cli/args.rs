@@ -116,6 +116,18 @@ pub struct PredictArgs {
     /// Ignore gallery images closer than this cosine distance (probable same patient).
     #[arg(long, value_name = "DISTANCE")]
     pub same_patient_threshold: Option<f32>,
+    /// The photos show one patient: fuse them into one query and print one result (photos
+    /// without a usable face are skipped and listed).
+    #[arg(long)]
+    pub fuse: bool,
+    /// With --fuse: warn when two photos are farther apart than this mean cosine distance
+    /// (they may not show one person) [default: 0.6].
+    #[arg(long, value_name = "DISTANCE", requires = "fuse")]
+    pub consistency_distance: Option<f32>,
+    /// For each of the top-5 syndromes, the distance per model and per view of its nearest
+    /// gallery image.
+    #[arg(long)]
+    pub explain: bool,
     /// Photos (JPEG or PNG).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,

@@ -9,6 +9,7 @@ mod compile_cmd;
 mod curate_cmd;
 mod engine;
 mod eval_cmd;
+mod fuse_cmd;
 mod gallery_cmd;
 mod import_cmd;
 mod model_cmd;

@@ -31,6 +31,16 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         patients: a.patients,
         same_patient_threshold: a.same_patient_threshold,
     };
+    if let Some(d) = a.consistency_distance {
+        if !(d.is_finite() && (0.0..=2.0).contains(&d)) {
+            return Err(Error::Usage(
+                "--consistency-distance must be a distance in 0..=2".into(),
+            ));
+        }
+    }
+    if a.fuse {
+        return super::fuse_cmd::run(&a, &analyser, &matcher, &rank_opts);
+    }
 
     let mut exit = 0;
     let mut json = Vec::new();
@@ -47,7 +57,10 @@ pub fn run(a: PredictArgs) -> Result<i32> {
             )
         });
         match result {
-            Ok(p) => {
+            Ok(mut p) => {
+                if a.explain {
+                    pipeline::explain(&mut p, &gallery);
+                }
                 if a.json {
                     json.push(serde_json::to_value(&p).unwrap_or_default());
                 } else {
@@ -96,21 +109,34 @@ pub fn table(p: &Prediction) -> String {
         p.image, p.face.score, p.model_version, p.bundle_id, p.gallery_version, p.images_compared
     );
     s += &format!(
-        "  {:>2}  {:<32} {:>8} {:>9} {:>8}  {}\n",
-        "#", "syndrome", "OMIM", "distance", "gestalt", "nearest gallery image (subject)"
+        "  {:>2}  {:<32} {:>8} {:>9} {:>8} {:>11}  {}\n",
+        "#",
+        "syndrome",
+        "OMIM",
+        "distance",
+        "gestalt",
+        "ACMG PP4",
+        "nearest gallery image (subject)"
     );
     for (i, h) in p.suggested_syndromes_list.iter().enumerate() {
+        let pp4 = match (h.acmg_pp4.as_str(), h.acmg_pp4_support.as_str()) {
+            ("", "Yes") => "none",
+            ("", _) => "-",
+            (level, _) => level,
+        };
         s += &format!(
-            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}  {} ({})\n",
+            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4} {:>11}  {} ({})\n",
             i + 1,
             h.syndrome_name,
             opt(h.omim_id),
             h.distance,
             h.gestalt_score,
+            pp4,
             h.image_id,
             h.subject_id
         );
     }
+    s += &explanation_lines(p.explanation.as_deref());
     if !p.suggested_genes_list.is_empty() {
         let genes: Vec<String> = p
             .suggested_genes_list
@@ -125,5 +151,38 @@ pub fn table(p: &Prediction) -> String {
         t.detect_ms, t.align_ms, t.embed_ms, t.rank_ms
     );
     s += "  Decision support only: similarity to diagnosed cases, not a diagnosis.\n\n";
+    s
+}
+
+/// The `--explain` lines: per syndrome, the mean distance per model and each view's.
+pub fn explanation_lines(e: Option<&[gestalt_edge::rank::explain::Explanation]>) -> String {
+    let mut s = String::new();
+    for x in e.unwrap_or_default() {
+        let models: Vec<String> = x
+            .per_model
+            .iter()
+            .map(|m| format!("{} {:.4}", m.model, m.distance))
+            .collect();
+        let views: Vec<String> = x
+            .per_view
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}{}{} {:.4}",
+                    v.model,
+                    if v.flip { "/flip" } else { "" },
+                    if v.gray { "/gray" } else { "" },
+                    v.distance
+                )
+            })
+            .collect();
+        s += &format!(
+            "  why {} ({}): {}; views: {}\n",
+            x.syndrome_name,
+            x.image_id,
+            models.join(", "),
+            views.join(", ")
+        );
+    }
     s
 }
