@@ -365,3 +365,88 @@ fn explain_gives_per_model_and_per_view_distances() {
     let p = &predict(demo_gallery(), &[], &[demo_photo("person_b_2.jpg")])[0];
     assert!(p.get("explanation").is_none());
 }
+
+#[test]
+fn eval_grouped_by_patient_against_the_golden() {
+    let g = |n: &str| root().join("tests/golden/eval_grouped").join(n);
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(g("expected.json")).unwrap()).unwrap();
+    for (mode, flag) in [("single", None), ("grouped", Some("--group-by-subject"))] {
+        let mut c = cmd();
+        c.args(["eval", "--json", "--encodings"])
+            .arg(g("encodings.csv"))
+            .arg("--gallery-images")
+            .arg(g("gallery.csv"))
+            .arg("--test-images")
+            .arg(g("test.csv"))
+            .arg("--syndromes")
+            .arg(g("syndromes.tsv"))
+            .args(flag);
+        let (code, out, err) = parts(&c.output().unwrap());
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["group_by_subject"], flag.is_some());
+        assert_eq!(v["splits"][0]["test_queries"], exp[mode]["queries"]);
+        for (i, k) in ["1", "5", "10", "30"].iter().enumerate() {
+            let got = v["top_k_mean_accuracy"][k].as_f64().unwrap();
+            let want = exp[mode]["top_k"][i].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 0.006,
+                "{mode} top-{k}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn run_analyses_a_still_the_gate_would_refuse_and_gives_advice() {
+    let dir = tempdir();
+    // person_a_2 small in a large grey canvas: the face is far under the rpi4 gate's 25 %
+    let face = image::open(demo_photo("person_a_2.jpg")).unwrap().to_rgb8();
+    let (w, h) = face.dimensions();
+    let mut canvas = image::RgbImage::from_pixel(w * 3, h * 3, image::Rgb([120, 120, 120]));
+    image::imageops::overlay(&mut canvas, &face, i64::from(w), i64::from(h));
+    let photo = dir.path().join("far.png");
+    canvas.save(&photo).unwrap();
+    let screen = dir.path().join("screen.png");
+    let o = cmd()
+        .args(["run", "--board", "rpi4", "--once", "--bundle"])
+        .arg(demo_bundle())
+        .arg("--gallery")
+        .arg(demo_gallery())
+        .arg("--source")
+        .arg(&photo)
+        .arg("--screen")
+        .arg(format!("png:{}", screen.display()))
+        .output()
+        .unwrap();
+    let (code, out, err) = parts(&o);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("advice: Photo quality: "), "{err}");
+    assert!(out.contains("Demo identity A"), "{out}");
+    assert!(screen.exists(), "the result screen was drawn");
+
+    // sessions are for the live camera, and bounded by the board profile
+    for (n, source) in [
+        ("2", photo.display().to_string()),
+        ("9", "synthetic".into()),
+    ] {
+        let o = cmd()
+            .args([
+                "run",
+                "--board",
+                "rpi4",
+                "--once",
+                "--session",
+                n,
+                "--bundle",
+            ])
+            .arg(demo_bundle())
+            .arg("--gallery")
+            .arg(demo_gallery())
+            .args(["--source", &source, "--screen", "none"])
+            .output()
+            .unwrap();
+        expect_failure(&o, 2, &["--session"]);
+    }
+}

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Stop after N frames (for tests and soak runs).
     #[arg(long, value_name = "N")]
     pub max_frames: Option<u64>,
+    /// Patient session on the camera: take N separate gated photos of one patient, then
+    /// rank them fused as one query (at most the board's max_session_captures).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub session: u32,
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32)> {
@@ -192,6 +196,18 @@ fn unix_now() -> u64 {
 
 pub fn run(mut a: RunArgs) -> Result<i32> {
     let board = Board::load(&a.board)?;
+    let most = board.run.max_session_captures.max(1);
+    if a.session == 0 || a.session > most {
+        return Err(Error::Usage(format!(
+            "--session {}: board {} allows 1 to {most} captures per session (max_session_captures)",
+            a.session, board.board.name
+        )));
+    }
+    if a.session > 1 && matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)) {
+        return Err(Error::Usage(
+            "--session fuses live captures of one patient; photos from files are analysed one by one (use predict --fuse for photos)".into(),
+        ));
+    }
     if let Some(s) = a.result_seconds {
         if !(s.is_finite() && s >= 0.0) {
             return Err(Error::Usage("--result-seconds must be zero or more".into()));
@@ -295,7 +311,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         max_retries: a.max_retries,
         // photos cannot follow the gate's instructions: analyse each, advise on quality
         stills: matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)),
-        session_captures: 1,
+        session_captures: a.session,
     };
     let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
