@@ -4,9 +4,6 @@
 //! `cargo bench --bench stages` (the demo bundle must be prepared: scripts/setup.sh).
 
 #[allow(dead_code)]
-#[path = "../src/cli/bench_gallery.rs"]
-mod bench_gallery;
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -50,12 +47,12 @@ fn keys(models: &[&str], width: u32) -> Vec<KeySpec> {
 }
 
 fn gallery(keys: &[KeySpec], n: usize) -> Gallery {
-    let bytes = bench_gallery::synthetic_gallery("bench", keys, n, Storage::I8, 1);
+    let bytes = gestalt_edge::tools::gallery::synthetic_gallery("bench", keys, n, Storage::I8, 1);
     Gallery::from_bytes(&bytes, "synthetic").expect("synthetic gallery reads")
 }
 
 fn query(keys: &[KeySpec]) -> Embeddings {
-    let mut rng = gestalt_edge::bundle::synth::Rng::new(99);
+    let mut rng = gestalt_edge::tools::synth::Rng::new(99);
     Embeddings {
         entries: keys
             .iter()

@@ -1,5 +1,5 @@
 //! The checks the fuzz targets run, shared with the regression test that replays the
-//! committed seeds and every saved crash (tests/corpus.rs includes this file). Each function
+//! committed seeds and every saved crash (tests/it/corpus.rs includes this file). Each function
 //! takes arbitrary bytes and may only return: a panic is a bug.
 //!
 //! `image_to_top5` input layout: two bytes (little-endian u16) give the length of the photo
@@ -17,8 +17,8 @@ use gestalt_edge::bundle::{bundle_id, input, ChannelOrder, InputSpec, Manifest};
 use gestalt_edge::capture::{self, Limits};
 use gestalt_edge::detect::{self, yunet, FaceChoice};
 use gestalt_edge::embed::{self, Embeddings, Key};
-use gestalt_edge::eval::reference::EncodingTable;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::gmdb::reference::EncodingTable;
 use gestalt_edge::rank::{self, RankOptions};
 
 /// The gallery file decoder: any bytes give a gallery or an error, and a decoded gallery

@@ -23,12 +23,15 @@ pub mod capture;
 pub mod detect;
 pub mod display;
 pub mod embed;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fuse;
 pub mod gallery;
+pub mod gmdb;
 pub mod pipeline;
 pub mod rank;
 pub mod sign;
+pub mod tools;
 
 pub use error::{Error, Result};

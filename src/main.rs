@@ -1,6 +1,5 @@
-//! The `gestalt-edge` binary: parse arguments, run one subcommand, map the error to an exit
-//! code (0 ok, 2 usage, 3 no face, 4 unreadable image, 5 bad bundle, 6 bad gallery,
-//! 7 signature missing or not matching).
+//! The `gestalt-edge` binary: parse the arguments, run one subcommand, map a failure to its
+//! exit code (the table is `cli::exit`, documented in the README).
 
 mod cli;
 
@@ -12,7 +11,7 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
-            err.exit_code()
+            cli::exit::code(&err)
         }
     };
     std::process::exit(code);

@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cache::{CacheReport, ModelCache};
 use super::{read_verified, Net};
+use crate::engine::cache::{CacheReport, ModelCache};
 use crate::{Error, Result};
 
 /// One model to load.
@@ -28,7 +28,7 @@ pub(crate) struct ModelJob<'a> {
     pub keep_bytes: bool,
     /// Run on onnxruntime instead of tract: the shared library and the session plan
     /// (`None`: tract, through the cache).
-    pub ort: Option<(&'a Path, super::backend::OrtPlan)>,
+    pub ort: Option<(&'a Path, crate::engine::OrtPlan)>,
 }
 
 /// A loaded model.
@@ -42,13 +42,20 @@ pub(crate) struct Loaded {
 fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> Result<Loaded> {
     let (path, bytes) = read_verified(manifest, job.file, job.sha256)?;
     if let Some((library, plan)) = job.ort {
-        let net = super::backend::load_ort(library, &path, &bytes, job, plan)?;
+        let net = crate::engine::load_net(
+            &crate::engine::NetEngine::Ort(library, plan),
+            &path,
+            &bytes,
+            (job.width, job.height),
+            &job.outputs,
+            1,
+        )?;
         return Ok(Loaded {
             net,
             cache: CacheReport {
                 model: path.clone(),
                 entry: None,
-                status: super::cache::CacheStatus::Disabled,
+                status: crate::engine::cache::CacheStatus::Disabled,
                 bytes: 0,
             },
             bytes: job.keep_bytes.then_some(bytes),

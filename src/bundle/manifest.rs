@@ -49,6 +49,13 @@ pub enum DetectorKind {
     Yunet,
 }
 
+/// The names the YuNet 2023 export gives its twelve outputs: `cls`, `obj`, `bbox`, `kps`,
+/// each for strides 8, 16, 32 (the order the decoder reads them in).
+pub const YUNET_OUTPUT_NAMES: [&str; 12] = [
+    "cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32",
+    "kps_8", "kps_16", "kps_32",
+];
+
 /// How a photo meets the detector's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,11 +126,12 @@ pub struct EmbedderSpec {
     pub views: Vec<[bool; 2]>,
 }
 
+/// The reference's TTA views as `[flip, gray]`, in its order: (0,0), (0,1), (1,0), (1,1).
+pub const REFERENCE_VIEWS: [[bool; 2]; 4] =
+    [[false, false], [false, true], [true, false], [true, true]];
+
 fn default_views() -> Vec<[bool; 2]> {
-    crate::embed::TTA_VIEWS
-        .iter()
-        .map(|&(f, g)| [f, g])
-        .collect()
+    REFERENCE_VIEWS.to_vec()
 }
 
 /// Bundle identity.

@@ -6,33 +6,22 @@
 //! before use, and the bundle id (a hash of the manifest's content, which includes every
 //! model's sha256) ties galleries and results to the exact models that made them.
 
-pub mod backend;
-pub mod cache;
-pub mod calibrate;
 pub mod input;
 mod load;
 pub mod manifest;
-mod net;
-#[cfg(feature = "ort")]
-mod ort_net;
-pub mod profile;
-pub mod quantize;
-pub mod synth;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-pub use backend::{Backend, OrtOptions, OrtThreading};
+pub use crate::engine::Backend;
+use crate::engine::{self, cache};
+pub use crate::engine::{Engine, Net, OrtOptions, OrtThreading};
 pub use manifest::{
     ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
 };
-pub use net::Net;
 
-use crate::detect::{self, retinaface, yunet, Detection};
-use crate::embed::{self, Embeddings, Key};
 use crate::{Error, Result};
 
 /// How to load a bundle.
@@ -45,7 +34,7 @@ pub struct LoadOptions {
     /// every model is parsed and decluttered from its ONNX file.
     pub cache_dir: Option<PathBuf>,
     /// Inference engine (tract unless asked; onnxruntime needs the `ort` cargo feature).
-    pub backend: Backend,
+    pub engine: Engine,
 }
 
 /// A verified, loaded model bundle.
@@ -57,23 +46,23 @@ pub struct Bundle {
     pub path: PathBuf,
     /// Bundle id: 16 hex digits of the sha256 of the canonical manifest.
     pub id: String,
-    detector: Net,
+    pub(crate) detector: Net,
     /// `exact` input mode: the model bytes and one plan per photo shape.
-    exact: Option<ExactDetector>,
-    embedders: Vec<Net>,
-    threads: usize,
+    pub(crate) exact: Option<ExactDetector>,
+    pub(crate) embedders: Vec<Net>,
+    pub(crate) threads: usize,
     /// The engine every network runs on.
-    backend: Backend,
+    engine: Engine,
     /// What the model cache did for the detector, then each embedder.
     cache_reports: Vec<cache::CacheReport>,
 }
 
 /// Plans of the detector for the reference's unpadded input, one per input size.
-struct ExactDetector {
+pub(crate) struct ExactDetector {
     bytes: Vec<u8>,
     outputs: Vec<String>,
     /// Engine and pipeline threads the plans are made for.
-    backend: Backend,
+    engine: Engine,
     threads: usize,
     plans: Mutex<Vec<ShapedPlan>>,
 }
@@ -99,7 +88,7 @@ impl std::fmt::Debug for ExactDetector {
 
 impl ExactDetector {
     /// The plan for a `width` x `height` input, optimised on first use.
-    fn plan(&self, path: &Path, width: u32, height: u32) -> Result<Arc<Net>> {
+    pub(crate) fn plan(&self, path: &Path, width: u32, height: u32) -> Result<Arc<Net>> {
         let mut plans = self
             .plans
             .lock()
@@ -107,8 +96,8 @@ impl ExactDetector {
         if let Some((_, net)) = plans.iter().find(|(s, _)| *s == (width, height)) {
             return Ok(net.clone());
         }
-        let engine = self.backend.detector_engine(self.threads);
-        let net = backend::load_net(
+        let engine = self.engine.detector_engine(self.threads);
+        let net = engine::load_net(
             &engine,
             path,
             &self.bytes,
@@ -159,7 +148,11 @@ pub fn bundle_id(manifest: &Manifest) -> String {
     sha256_hex(&canonical)[..16].to_string()
 }
 
-fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
+/// Reads the model file `file` named in the manifest at `manifest_path` (relative to its
+/// folder) and checks it against the manifest's `sha256`: the path and the bytes, or an
+/// [`Error::Bundle`] naming the file. Every model bytes the runtime or a tool uses come
+/// through here.
+pub fn read_verified(manifest_path: &Path, file: &str, sha256: &str) -> Result<(PathBuf, Vec<u8>)> {
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let path = dir.join(file);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -209,12 +202,15 @@ impl Bundle {
         };
         let id = bundle_id(&manifest);
         #[cfg(not(feature = "ort"))]
-        if let Backend::Ort(_) = options.backend {
-            return Err(backend::ort_missing());
+        if let Engine::Ort(_) = options.engine {
+            return Err(engine::ort_missing());
         }
         let d = &manifest.detector;
         let outputs: Vec<String> = match d.kind {
-            DetectorKind::Yunet => yunet::OUTPUT_NAMES.iter().map(|s| s.to_string()).collect(),
+            DetectorKind::Yunet => manifest::YUNET_OUTPUT_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             DetectorKind::Retinaface => d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default(),
         };
         let mut jobs = vec![load::ModelJob {
@@ -224,7 +220,7 @@ impl Bundle {
             height: d.input.height,
             outputs: outputs.clone(),
             keep_bytes: d.input_mode == InputMode::Exact,
-            ort: options.backend.detector_engine(options.threads).ort(),
+            ort: options.engine.detector_engine(options.threads).ort(),
         }];
         for e in &manifest.embedders {
             jobs.push(load::ModelJob {
@@ -235,7 +231,7 @@ impl Bundle {
                 outputs: e.output.iter().cloned().collect(),
                 keep_bytes: false,
                 ort: options
-                    .backend
+                    .engine
                     .embedder_engine(options.threads, e.views.len())
                     .ort(),
             });
@@ -248,7 +244,6 @@ impl Bundle {
         };
         let mut cache_reports = vec![first.cache];
         let detector = first.net;
-        check_detector_outputs(&detector, d)?;
         let exact = match d.input_mode {
             InputMode::Padded => None,
             InputMode::Exact if d.kind == DetectorKind::Yunet => {
@@ -260,7 +255,7 @@ impl Bundle {
             InputMode::Exact => Some(ExactDetector {
                 bytes: first.bytes.unwrap_or_default(),
                 outputs: outputs.clone(),
-                backend: options.backend.clone(),
+                engine: options.engine.clone(),
                 threads: options.threads,
                 plans: Mutex::new(Vec::new()),
             }),
@@ -292,8 +287,8 @@ impl Bundle {
             detector,
             exact,
             embedders,
-            threads: options.backend.workers(options.threads),
-            backend: options.backend,
+            threads: options.engine.workers(options.threads),
+            engine: options.engine,
             cache_reports,
         })
     }
@@ -320,197 +315,13 @@ impl Bundle {
     /// Changes the number of embedding worker threads (0 = 1; onnxruntime with intra-op
     /// threading keeps 1 worker).
     pub fn set_threads(&mut self, threads: usize) {
-        self.threads = self.backend.workers(threads);
+        self.threads = self.engine.workers(threads);
     }
 
     /// The engine the networks run on.
     pub fn backend(&self) -> &Backend {
-        &self.backend
+        &self.engine
     }
-
-    /// Every embedding key this bundle produces, with its width, in ensemble then view order.
-    pub fn keys(&self) -> Vec<(Key, u32)> {
-        self.manifest
-            .embedders
-            .iter()
-            .flat_map(|e| {
-                e.views.iter().map(move |v| {
-                    (
-                        Key {
-                            model: e.name.clone(),
-                            flip: v[0],
-                            gray: v[1],
-                        },
-                        e.width,
-                    )
-                })
-            })
-            .collect()
-    }
-
-    /// Finds faces in `image`. Returns every face above the manifest's score threshold after
-    /// NMS, best first, in `image` pixel coordinates (not rounded).
-    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let spec = &self.manifest.detector;
-        let (lb, outputs, w, h) = match &self.exact {
-            None => {
-                let lb = input::letterbox(image, spec.input.width, spec.input.height);
-                let outputs = self.detector.run(input::to_nchw(&lb.image, &spec.input))?;
-                (lb, outputs, spec.input.width, spec.input.height)
-            }
-            Some(exact) => {
-                // the reference: long side to the input's larger side, no padding
-                let long = spec.input.width.max(spec.input.height);
-                let lb = input::letterbox(image, long, long);
-                let (w, h) = lb.image.dimensions();
-                let net = exact.plan(self.detector.path(), w, h)?;
-                let shaped = InputSpec {
-                    width: w,
-                    height: h,
-                    ..spec.input.clone()
-                };
-                let outputs = net.run(input::to_nchw(&lb.image, &shaped))?;
-                (lb, outputs, w, h)
-            }
-        };
-        let decoded = match spec.kind {
-            DetectorKind::Yunet => {
-                let params = yunet::YunetParams {
-                    score_threshold: spec.score_threshold,
-                    nms_iou: spec.nms_iou,
-                    ..Default::default()
-                };
-                yunet::levels_from_outputs(&outputs)
-                    .and_then(|levels| yunet::decode(&levels, w, h, &params))
-            }
-            DetectorKind::Retinaface => {
-                let cfg = retinaface::PriorConfig::default();
-                let priors = retinaface::priors(&cfg, h, w);
-                let params = retinaface::DecodeParams {
-                    score_threshold: spec.score_threshold,
-                    nms_iou: spec.nms_iou,
-                    scores_are_logits: spec.conf_is_logits,
-                    ..Default::default()
-                };
-                retinaface::decode(
-                    &outputs[0],
-                    &outputs[1],
-                    &outputs[2],
-                    &priors,
-                    w,
-                    h,
-                    &cfg,
-                    &params,
-                )
-            }
-        }
-        .map_err(|e| {
-            Error::bundle(
-                self.detector.path(),
-                format!("detector outputs do not decode: {e}"),
-            )
-        })?;
-        let inv = (1.0 / lb.scale) as f32;
-        Ok(decoded.iter().map(|d| d.scaled(inv, inv)).collect())
-    }
-
-    /// Embeds an aligned face (RGB, any size: it is used as is at the top-left of each
-    /// embedder's input, so pass the 112x112 crop) under every view of every embedder.
-    pub fn embed(&self, face: &RgbImage) -> Result<Embeddings> {
-        let mut jobs = Vec::new();
-        for (m, spec) in self.manifest.embedders.iter().enumerate() {
-            for v in &spec.views {
-                jobs.push((
-                    m,
-                    Key {
-                        model: spec.name.clone(),
-                        flip: v[0],
-                        gray: v[1],
-                    },
-                ));
-            }
-        }
-        let run = |(m, key): &(usize, Key)| -> Result<(Key, Vec<f32>)> {
-            let view = embed::view(face, key.flip, key.gray);
-            let data = input::to_nchw(&view, &self.manifest.embedders[*m].input);
-            let mut out = self.embedders[*m].run(data)?;
-            if out.is_empty() {
-                return Err(Error::bundle(
-                    self.embedders[*m].path(),
-                    "the model produced no output",
-                ));
-            }
-            let v = out.swap_remove(0);
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::bundle(
-                    self.embedders[*m].path(),
-                    "the embedding holds NaN or infinite values",
-                ));
-            }
-            Ok((key.clone(), v))
-        };
-        let results: Vec<Result<(Key, Vec<f32>)>> = if self.threads <= 1 || jobs.len() <= 1 {
-            jobs.iter().map(run).collect()
-        } else {
-            let chunk = jobs.len().div_ceil(self.threads);
-            std::thread::scope(|s| {
-                let handles: Vec<_> = jobs
-                    .chunks(chunk)
-                    .map(|c| s.spawn(move || c.iter().map(run).collect::<Vec<_>>()))
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err(Error::Usage("embedding worker failed".into()))]
-                        })
-                    })
-                    .collect()
-            })
-        };
-        let entries = results.into_iter().collect::<Result<Vec<_>>>()?;
-        Ok(Embeddings { entries })
-    }
-}
-
-fn check_detector_outputs(net: &Net, spec: &DetectorSpec) -> Result<()> {
-    let (w, h) = (spec.input.width as usize, spec.input.height as usize);
-    let outs = net.outputs();
-    match spec.kind {
-        DetectorKind::Yunet => {
-            for (i, (name, shape)) in outs.iter().enumerate() {
-                let stride = yunet::STRIDES[i % 3] as usize;
-                let n = (h / stride) * (w / stride);
-                let per = [1, 1, 4, 10][i / 3];
-                if shape.iter().product::<usize>() != n * per {
-                    return Err(Error::bundle(
-                        net.path(),
-                        format!("YuNet output {name} has shape {shape:?}, expected {n} x {per} for a {w}x{h} input"),
-                    ));
-                }
-            }
-        }
-        DetectorKind::Retinaface => {
-            let n =
-                retinaface::priors(&retinaface::PriorConfig::default(), h as u32, w as u32).len();
-            if outs.len() < 3 {
-                return Err(Error::bundle(
-                    net.path(),
-                    "RetinaFace needs three outputs: loc, conf, landmarks",
-                ));
-            }
-            for ((name, shape), per) in outs.iter().zip([4usize, 2, 10]) {
-                if shape.iter().product::<usize>() != n * per {
-                    return Err(Error::bundle(
-                        net.path(),
-                        format!("RetinaFace output {name} has shape {shape:?}, expected {n} x {per} priors for a {w}x{h} input"),
-                    ));
-                }
-            }
-        }
-    }
-    let _ = detect::choose; // the pipeline picks faces; decoding stays here
-    Ok(())
 }
 
 /// Hands the memory freed while loading (ONNX protobufs, intermediate graphs, per-thread

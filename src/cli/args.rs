@@ -1,8 +1,16 @@
-//! Command-line arguments (clap derive). The doc comment on each flag is its help text.
+//! Command-line arguments (clap derive): every subcommand's struct and every value enum, and
+//! nothing else. The doc comment on each flag is its help text. Values that must be at least
+//! 1 are `NonZeroUsize`, so clap refuses 0 before any command runs. Flags whose default
+//! depends on the board profile or the machine are `Option`s: [`super::resolve`] applies the
+//! precedence flag > board profile > bundle manifest > compiled default, once.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod curate;
+pub use curate::{ListArgs, RelabelArgs, RemoveArgs};
 
 /// Offline facial-phenotype matching (GestaltMatcher-Arc): a photo in, the most similar
 /// syndromes of an on-device gallery out. Decision support, not a diagnosis.
@@ -21,16 +29,16 @@ pub enum Command {
     #[command(subcommand)]
     Gallery(GalleryCommand),
     /// The paper's evaluation protocol (top-k mean accuracy) and identity verification.
-    Eval(super::eval_cmd::EvalArgs),
+    Eval(EvalArgs),
     /// The device loop: camera or file frames, quality gate, ensemble, top-5 on a screen.
-    Run(super::run_cmd::RunArgs),
+    Run(RunArgs),
     /// Time every stage of the pipeline on a bundle (JSON for machines).
-    Bench(super::bench_cmd::BenchArgs),
+    Bench(BenchArgs),
     /// Make, prepare and quantize models.
     #[command(subcommand)]
-    Model(super::model_cmd::ModelCommand),
+    Model(ModelCommand),
     /// Sign a bundle manifest or a gallery with an ed25519 key (on a workstation).
-    Sign(super::sign_cmd::SignArgs),
+    Sign(SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,13 +50,13 @@ pub enum GalleryCommand {
     /// Show a gallery's counts, bundle id, format version and storage type.
     Inspect(InspectArgs),
     /// Import reference encodings (GestaltMatcher CSV files) into a gallery.
-    Import(super::import_cmd::ImportArgs),
+    Import(ImportArgs),
     /// Remove a subject (consent withdrawn) or one image; rewritten atomically, revision + 1.
-    Remove(super::curate_cmd::RemoveArgs),
+    Remove(RemoveArgs),
     /// Give a subject's images a revised diagnosis; rewritten atomically, revision + 1.
-    Relabel(super::curate_cmd::RelabelArgs),
+    Relabel(RelabelArgs),
     /// List the subjects with their labels and image counts.
-    List(super::curate_cmd::ListArgs),
+    List(ListArgs),
 }
 
 /// Which face to analyse when a photo holds several.
@@ -70,31 +78,33 @@ pub enum StorageArg {
 }
 
 /// Settings shared by every command that analyses photos.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct AnalyseArgs {
     /// Model-bundle manifest (TOML).
     #[arg(long, value_name = "MANIFEST")]
     pub bundle: PathBuf,
-    /// Face to analyse when a photo shows several.
-    #[arg(long, value_enum, default_value = "best")]
-    pub face: FaceArg,
+    /// Face to analyse when a photo shows several [default: best].
+    #[arg(long, value_enum)]
+    pub face: Option<FaceArg>,
     /// Detect once only (skip the reference's second, eye-levelled detection pass).
     #[arg(long)]
     pub single_pass: bool,
-    /// Worker threads for the embedding passes [default: all cores].
+    /// Worker threads for the embedding passes [default: the board profile's, else all
+    /// cores].
     #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub threads: Option<NonZeroUsize>,
     #[command(flatten)]
-    pub engine: super::engine::EngineArgs,
-    /// Largest photo accepted, in megapixels (checked from the header before decoding).
-    #[arg(long, value_name = "MP", default_value_t = 50.0)]
-    pub max_megapixels: f64,
+    pub engine: EngineArgs,
+    /// Largest photo accepted, in megapixels (checked from the header before decoding)
+    /// [default: 50].
+    #[arg(long, value_name = "MP")]
+    pub max_megapixels: Option<f64>,
     /// Trusted ed25519 public key (from `sign --generate-key`): the bundle manifest and the
     /// gallery must carry valid detached signatures (FILE.sig) made with it, or exit 7.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     #[command(flatten)]
-    pub cache: super::compile_cmd::CacheArgs,
+    pub cache: CacheArgs,
 }
 
 #[derive(Debug, Args)]
@@ -108,8 +118,8 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
     /// Number of syndromes and genes to list.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub top: usize,
+    #[arg(long, value_name = "N", default_value = "5")]
+    pub top: NonZeroUsize,
     /// Number of unique gallery patients to list (the service lists 100).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub patients: usize,
@@ -189,4 +199,377 @@ pub struct InspectArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Reference encodings CSV (img_name;model;flip;gray;class_conf;representations).
+    #[arg(long, value_name = "FILE", conflicts_with = "pairs")]
+    pub encodings: Option<PathBuf>,
+    /// Gallery image list `image_id,subject,label[,split]`. Repeatable: pass the frequent
+    /// gallery next to the rare one (which has splits) for the unified setting.
+    #[arg(long, value_name = "CSV", conflicts_with = "pairs")]
+    pub gallery_images: Vec<PathBuf>,
+    /// Test image list `image_id,subject,label[,split]`. With splits, each split is
+    /// evaluated on its own and the results averaged (the rare setting).
+    #[arg(long, value_name = "CSV", conflicts_with = "pairs")]
+    pub test_images: Option<PathBuf>,
+    /// Syndromes TSV: syndrome_id, syndrome_name, OMIM.
+    #[arg(long, value_name = "TSV", conflicts_with = "pairs")]
+    pub syndromes: Option<PathBuf>,
+    /// Encode photos with this bundle instead of reading --encodings.
+    #[arg(long, value_name = "MANIFEST")]
+    pub bundle: Option<PathBuf>,
+    /// Folder of the photos: `ID.jpg`/`ID.png` or `ID_anything.ext` per image id (with
+    /// --pairs: the folder the pair names are relative to; default: the pairs file's).
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
+    /// The photos are already aligned face crops (as the reference's gmdb_align): embed
+    /// them directly, resized to the embedder input, without detection.
+    #[arg(long)]
+    pub aligned: bool,
+    /// Also write the photos' embeddings as a reference encodings CSV (reusable with
+    /// --encodings).
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub save_encodings: Option<PathBuf>,
+    /// Identity verification: pairs file `image_a,image_b,same` (needs --bundle).
+    #[arg(long, value_name = "CSV", requires = "bundle")]
+    pub pairs: Option<PathBuf>,
+    /// Storage of the in-memory galleries (as the device stores them).
+    #[arg(long, value_enum, default_value = "f16")]
+    pub storage: StorageArg,
+    /// Write a PNG plot of the top-k curves (k = 1..30).
+    #[arg(long, value_name = "FILE.png", conflicts_with = "pairs")]
+    pub plot: Option<PathBuf>,
+    /// Worker threads for the embedding passes [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Patient-grouped: fuse each test subject's images into one query (one outcome per
+    /// patient), as the authors' multi-image evaluation.
+    #[arg(long, conflicts_with = "pairs")]
+    pub group_by_subject: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Board profile: rpi4, rpi5, rpi4-spi, jetson-orin-nano, x86-dev, or the path of a .toml profile.
+    #[arg(long, value_name = "BOARD")]
+    pub board: String,
+    #[command(flatten)]
+    pub analyse: AnalyseArgs,
+    /// Gallery file (made with the same bundle).
+    #[arg(long, value_name = "FILE")]
+    pub gallery: PathBuf,
+    /// Frames from: `camera` (the board's device), `camera:/dev/videoN`, `synthetic`, a photo
+    /// or a folder of photos.
+    #[arg(long, value_name = "camera|PATH", default_value = "camera")]
+    pub source: String,
+    /// Screen: png:FILE, fb:/dev/fbN, window, spi or none [default: the board's].
+    #[arg(long, value_name = "SCREEN")]
+    pub screen: Option<String>,
+    /// Screen size in pixels, WIDTHxHEIGHT [default: the board's].
+    #[arg(long, value_name = "WxH")]
+    pub screen_size: Option<String>,
+    /// Process one capture, print it and exit (exit 3 when no face passed the gate).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds a result stays on the screen [default: the board's].
+    #[arg(long, value_name = "S")]
+    pub result_seconds: Option<f32>,
+    /// Append one JSON line per result: time, bundle id, gallery version, top-5 (never
+    /// pixels or embeddings).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Save each captured photo as PNG in this folder. Off by default: no photo is written.
+    #[arg(long, value_name = "DIR")]
+    pub save_captures: Option<PathBuf>,
+    /// Print each result as one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N failed attempts to reach the camera [default: retry for ever].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Stop after N frames (for tests and soak runs).
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+    /// Patient session on the camera: take N separate gated photos of one patient, then
+    /// rank them fused as one query (at most the board's max_session_captures).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub session: u32,
+}
+
+/// Inference engine of `bench`: one, or each in its own process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchEngineArg {
+    /// tract (pure Rust, the default engine).
+    Tract,
+    /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
+    Ort,
+    /// Both engines, each in its own process (tract, onnxruntime per-pass, onnxruntime
+    /// intra-op), and the ratios tract / onnxruntime.
+    Both,
+}
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model-bundle manifest (TOML).
+    #[arg(long, value_name = "MANIFEST")]
+    pub bundle: PathBuf,
+    /// Inference engine (`--backend` is the former name).
+    #[arg(long, alias = "backend", value_enum, default_value = "tract")]
+    pub engine: BenchEngineArg,
+    #[command(flatten)]
+    pub ort: OrtArgs,
+    /// Worker threads for the embedding passes [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+    /// Models loaded side by side during the cold start [default: --threads].
+    #[arg(long, value_name = "N")]
+    pub load_threads: Option<NonZeroUsize>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Photo to analyse [default: a synthetic 640x480 frame; with it, detectors that find
+    /// no face are timed on their own and the centre of the frame is embedded].
+    #[arg(long, value_name = "IMG")]
+    pub photo: Option<PathBuf>,
+    /// Images in the synthetic gallery searched per photo.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub gallery_size: usize,
+    /// Also time a capped gallery search (at most N exact scores; not proven, its recall
+    /// against the flat scan is reported). Needs an indexed gallery (--gallery-size of at
+    /// least 20000).
+    #[arg(long, value_name = "N")]
+    pub search_cap: Option<usize>,
+    /// Timed photos (the median is reported), after one warm-up photo.
+    #[arg(long, value_name = "N", default_value = "3")]
+    pub repeat: NonZeroUsize,
+    /// Also time the embeddings on 1 thread and as one batch per model (loads each
+    /// embedder a second time).
+    #[arg(long)]
+    pub compare: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `gallery import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Reference encodings CSV, `;`-separated: img_name;model;flip;gray;class_conf;representations.
+    #[arg(long, value_name = "CSV")]
+    pub encodings: PathBuf,
+    /// Image list CSV `image_id,subject,label[,split]`: the images to put in the gallery.
+    #[arg(long, value_name = "CSV")]
+    pub images: PathBuf,
+    /// Syndromes TSV: syndrome_id, syndrome_name, OMIM (tab-separated).
+    #[arg(long, value_name = "TSV")]
+    pub syndromes: PathBuf,
+    /// Gene metadata (CSV or TSV): image_id or syndrome_id, gene_name[, gene_entrez_id].
+    #[arg(long, value_name = "FILE")]
+    pub genes: Option<PathBuf>,
+    /// Store reference model REF under embedder name EMB (repeatable, e.g. --map m0=r50).
+    /// Models are matched by name only, never by position.
+    #[arg(long = "map", value_name = "REF=EMB")]
+    pub map: Vec<String>,
+    /// Bind the gallery to this bundle: its id is stored and the keys and widths must be
+    /// exactly the bundle's (only the manifest is read).
+    #[arg(long, value_name = "MANIFEST")]
+    pub bundle: Option<PathBuf>,
+    /// Import only this split of a list with a split column (rows without a split too).
+    #[arg(long, value_name = "N")]
+    pub split: Option<u32>,
+    /// Gallery file to write (replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Storage type of the embeddings.
+    #[arg(long, value_enum, default_value = "f16")]
+    pub storage: StorageArg,
+    /// Version string reported as gallery_version.
+    #[arg(long, value_name = "TEXT", default_value = "1")]
+    pub gallery_version: String,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Model-cache flags shared by the commands that load a bundle.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CacheArgs {
+    /// Model cache folder: each model is stored decluttered (NNEF) on first load, so later
+    /// starts skip ONNX parsing [default: board profile's cache_dir, else
+    /// $XDG_CACHE_HOME/gestalt-edge, else ~/.cache/gestalt-edge].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Load every model from its ONNX file; read and write no model cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Arguments of `model compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Model-bundle manifest (TOML).
+    #[arg(long, value_name = "MANIFEST")]
+    pub bundle: PathBuf,
+    /// Cache folder to fill [default: $XDG_CACHE_HOME/gestalt-edge, else
+    /// ~/.cache/gestalt-edge].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Models loaded side by side [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Model tools.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Write an architecture-exact ONNX graph with seeded (random, untrained) weights.
+    Synth(SynthArgs),
+    /// Post-training int8: calibrate on faces the bundle itself finds, write an int8 bundle
+    /// (QLinearConv / MatMulInteger) and report its agreement with the float bundle.
+    Quantize(QuantizeArgs),
+    /// Show what tract makes of one model: optimised operators, matrix kernels, time per
+    /// operator kind.
+    Profile(ProfileArgs),
+    /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
+    /// image, so the first start on the device skips ONNX parsing.
+    Compile(CompileArgs),
+}
+
+/// Arguments of `model profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// ONNX model file.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: PathBuf,
+    /// Input width in pixels.
+    #[arg(long, default_value_t = 112)]
+    pub width: u32,
+    /// Input height in pixels.
+    #[arg(long, default_value_t = 112)]
+    pub height: u32,
+    /// Timed forward passes (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `model synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Architecture: iresnet50, iresnet100, retinaface-mnet025 or retinaface-r50.
+    #[arg(long, value_name = "NAME")]
+    pub arch: String,
+    /// ONNX file to write (replaced atomically).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub out: PathBuf,
+    /// Seed of the random weights (same seed, same bytes).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Arguments of `model quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Float model-bundle manifest to quantize.
+    #[arg(long, value_name = "MANIFEST")]
+    pub bundle: PathBuf,
+    /// Folder of calibration photos (JPEG/PNG) showing faces.
+    #[arg(long, value_name = "DIR")]
+    pub calib: PathBuf,
+    /// Manifest of the int8 bundle to write; its model files go next to it.
+    #[arg(long, value_name = "MANIFEST")]
+    pub out: PathBuf,
+    /// Keep the first and the last quantizable layer of every model in float.
+    #[arg(long)]
+    pub keep_float_ends: bool,
+    /// Activations as symmetric i8 (zero point 0) instead of u8 with a zero point: tract then
+    /// needs no zero-point correction around the integer products.
+    #[arg(long)]
+    pub symmetric: bool,
+    /// Keep fully connected (Gemm) layers in float: tract re-sums and re-packs integer
+    /// Gemm weights on every run.
+    #[arg(long)]
+    pub float_fc: bool,
+    /// Keep depthwise convolutions in float (tract's float depthwise kernel beats its int8
+    /// im2col path).
+    #[arg(long)]
+    pub float_depthwise: bool,
+    /// Fraction of each calibration tensor's values left outside its int8 range, per tail
+    /// (0 = min/max).
+    #[arg(long, value_name = "FRACTION", default_value_t = 3e-5)]
+    pub clip: f64,
+    /// Worker threads for the embedding passes [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+}
+
+/// Arguments of `sign`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["generate_key", "key", "verify"])))]
+pub struct SignArgs {
+    /// Make a new key pair: writes the secret key to OUT (owner-only permissions) and the
+    /// public key to OUT.pub. Refuses to overwrite existing files.
+    #[arg(long, value_name = "OUT")]
+    pub generate_key: Option<PathBuf>,
+    /// Secret key file to sign with (made by --generate-key).
+    #[arg(long, value_name = "SECRET", requires = "file")]
+    pub key: Option<PathBuf>,
+    /// Check FILE.sig against this public key instead of signing (exit 7 when it fails).
+    #[arg(long, value_name = "PUBLIC", requires = "file", conflicts_with = "key")]
+    pub verify: Option<PathBuf>,
+    /// File to sign or check (a bundle manifest or a gallery); the signature is FILE.sig.
+    #[arg(long, value_name = "F", num_args = 1.., action = clap::ArgAction::Append)]
+    pub file: Vec<PathBuf>,
+}
+
+/// Inference engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// tract (pure Rust, the default engine).
+    Tract,
+    /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
+    Ort,
+}
+
+/// How onnxruntime uses the threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrtThreadingArg {
+    /// The passes run side by side like tract's, one 1-thread session per concurrent pass.
+    PerPass,
+    /// One session per model with all threads inside each pass; passes one at a time.
+    IntraOp,
+}
+
+/// onnxruntime settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OrtArgs {
+    /// onnxruntime shared library for `--engine ort`: the libonnxruntime.so.* inside the
+    /// onnxruntime Python wheel (site-packages/onnxruntime/capi/) [default: $ORT_DYLIB_PATH].
+    #[arg(long, value_name = "FILE")]
+    pub ort_lib: Option<PathBuf>,
+    /// How onnxruntime uses the threads (`--threads`) [default: per-pass].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub ort_threading: Option<OrtThreadingArg>,
+}
+
+/// `--engine` and the onnxruntime settings, for commands that analyse photos.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// Inference engine for every model [default: tract] (`--backend` is the former name).
+    #[arg(long, alias = "backend", value_enum)]
+    pub engine: Option<EngineArg>,
+    #[command(flatten)]
+    pub ort: OrtArgs,
 }

@@ -7,6 +7,7 @@
 
 pub mod nms;
 pub mod retinaface;
+mod runner;
 pub mod yunet;
 
 /// Why raw detector outputs could not be decoded: tensors whose lengths do not fit the

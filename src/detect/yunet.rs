@@ -19,10 +19,7 @@ pub const STRIDES: [u32; 3] = [8, 16, 32];
 
 /// The output names of the YuNet 2023mar ONNX file, in the file's order: all `cls`, then all
 /// `obj`, `bbox` and `kps`, each for strides 8, 16, 32. [`output_names`] gives one level's.
-pub const OUTPUT_NAMES: [&str; 12] = [
-    "cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32",
-    "kps_8", "kps_16", "kps_32",
-];
+pub const OUTPUT_NAMES: [&str; 12] = crate::bundle::manifest::YUNET_OUTPUT_NAMES;
 
 /// The output names `[cls, obj, bbox, kps]` of one stride level, e.g. `cls_8`, `obj_8`,
 /// `bbox_8`, `kps_8` for stride 8 (the YuNet export's naming).

@@ -5,8 +5,10 @@
 //! vector per [`Key`] = (model name, flip, gray). Distances are always paired by key, never by
 //! position, so the order of entries carries no meaning.
 
+mod ensemble;
 mod view;
 
+pub use ensemble::manifest_keys;
 pub use view::{gray, gray_value, view};
 
 /// The identity of one embedding: which model, and which TTA view.
@@ -33,8 +35,15 @@ impl std::fmt::Display for Key {
 }
 
 /// The TTA views in the reference order: (flip, gray) = (0,0), (0,1), (1,0), (1,1).
-pub const TTA_VIEWS: [(bool, bool); 4] =
-    [(false, false), (false, true), (true, false), (true, true)];
+pub const TTA_VIEWS: [(bool, bool); 4] = {
+    let v = crate::bundle::manifest::REFERENCE_VIEWS;
+    [
+        (v[0][0], v[0][1]),
+        (v[1][0], v[1][1]),
+        (v[2][0], v[2][1]),
+        (v[3][0], v[3][1]),
+    ]
+};
 
 /// Embeddings of one face, one vector per key. Vectors are as the model produced them
 /// (not normalised); cosine distance normalises.

@@ -23,9 +23,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::metric::{self, Outcome, CURVE_MAX_K, PAPER_KS};
-use super::reference::{ImageList, ImageRow, SyndromeTable};
 use crate::embed::Embeddings;
 use crate::gallery::{Case, Gallery, KeySpec, Storage};
+use crate::gmdb::reference::{ImageList, ImageRow, SyndromeTable};
 use crate::rank::{self, RankOptions};
 use crate::{Error, Result};
 
@@ -349,7 +349,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::reference::EncodingTable;
+    use crate::gmdb::reference::EncodingTable;
     use std::path::PathBuf;
 
     fn golden(name: &str) -> PathBuf {

@@ -10,8 +10,8 @@
 
 pub mod curate;
 pub mod format;
-pub mod import;
 pub mod io;
+pub mod labels;
 pub mod quant;
 
 use crate::embed::{Embeddings, Key};

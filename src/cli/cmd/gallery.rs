@@ -1,0 +1,172 @@
+//! `gestalt-edge gallery build | add | inspect`.
+
+use std::path::{Path, PathBuf};
+
+use gestalt_edge::gallery::labels::{self, read_labels};
+use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
+use gestalt_edge::{pipeline, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::args::{AddArgs, BuildArgs, InspectArgs, StorageArg};
+use crate::cli::resolve::{Session, Settings};
+
+fn usage(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("{}: {msg}", path.display()))
+}
+
+fn storage(s: StorageArg) -> Storage {
+    match s {
+        StorageArg::F16 => Storage::F16,
+        StorageArg::I8 => Storage::I8,
+    }
+}
+
+fn key_specs(session: &Session) -> Vec<KeySpec> {
+    session
+        .bundle
+        .keys()
+        .into_iter()
+        .map(|(key, width)| KeySpec { key, width })
+        .collect()
+}
+
+/// `gallery build`: every labelled photo with a usable face into a new gallery file.
+pub fn build(a: BuildArgs) -> Result<i32> {
+    let rows = read_labels(&a.labels)?;
+    let session = Settings::resolve(&a.analyse, None)?.load()?;
+    let mut gallery = Gallery::new(
+        session.bundle.id.clone(),
+        a.gallery_version.clone(),
+        key_specs(&session),
+        storage(a.storage),
+    )?;
+    let base = a.labels.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bar = ProgressBar::new(rows.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} photos, {elapsed} elapsed, {eta} left {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    for row in &rows {
+        let path = base.join(&row.image);
+        bar.set_message(row.image.clone());
+        match session.analyse(&path) {
+            Ok(face) => {
+                gallery
+                    .add(&row.case, &face.embeddings)
+                    .map_err(|e| match e {
+                        Error::Usage(m) => usage(&a.labels, format!("line {}: {m}", row.line)),
+                        other => other,
+                    })?;
+            }
+            Err(e @ (Error::NoFace { .. } | Error::Image { .. })) => {
+                skipped.push((path, e.to_string()))
+            }
+            Err(e) => return Err(e),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for (_, why) in &skipped {
+        eprintln!("skipped: {why}");
+    }
+    if gallery.is_empty() {
+        return Err(Error::NoFace {
+            path: a.labels.clone(),
+            detail: format!(
+                ": none of the {} listed photos has a usable face; no gallery written",
+                rows.len()
+            ),
+        });
+    }
+    for (label, t) in labels::thresholds(&rows) {
+        // a syndrome all of whose photos were skipped is not in the gallery
+        if gallery.syndromes().iter().any(|s| s.name == label) {
+            gallery.set_pp4(label, t)?;
+        }
+    }
+    gallery.write_atomic(&a.out)?;
+    let s = gallery.summary();
+    println!(
+        "wrote {}: {} images, {} subjects, {} syndromes, {} genes ({} skipped); bundle {}, {} storage, {} bytes",
+        a.out.display(),
+        s.images,
+        s.subjects,
+        s.syndromes,
+        s.genes,
+        skipped.len(),
+        s.bundle_id,
+        s.storage,
+        s.file_size_bytes
+    );
+    Ok(0)
+}
+
+/// `gallery add`: one diagnosed photo into an existing gallery (rewritten atomically).
+pub fn add(a: AddArgs) -> Result<i32> {
+    let settings = Settings::resolve(&a.analyse, None)?;
+    let mut gallery = settings.read_gallery(&a.gallery)?;
+    let session = settings.load()?;
+    pipeline::check_gallery(&session.bundle, &gallery)?;
+    let face = session.analyse(&a.image)?;
+    let image_id = a.image_id.clone().unwrap_or_else(|| {
+        a.image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| a.image.display().to_string())
+    });
+    let case = Case {
+        image_id: image_id.clone(),
+        subject: a.subject.clone(),
+        syndrome: a.label.clone(),
+        omim: a.omim,
+        genes: a
+            .gene
+            .clone()
+            .map(|g| vec![(g, a.entrez)])
+            .unwrap_or_default(),
+    };
+    gallery.add(&case, &face.embeddings)?;
+    gallery.set_revision(gallery.revision() + 1);
+    gallery.write_atomic(&a.gallery)?;
+    println!(
+        "added {image_id} ({}) to {}: now {} images, revision {}",
+        a.label,
+        a.gallery.display(),
+        gallery.len(),
+        gallery.revision()
+    );
+    Ok(0)
+}
+
+/// `gallery inspect`: the gallery's summary, as a table or JSON.
+pub fn inspect(a: InspectArgs) -> Result<i32> {
+    let gallery = Gallery::read(&a.file)?;
+    let s = gallery.summary();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("gallery:         {}", a.file.display());
+    println!("format version:  {}", s.format_version);
+    println!(
+        "gallery version: {} (revision {})",
+        s.gallery_version, s.revision
+    );
+    println!("bundle id:       {}", s.bundle_id);
+    println!("storage:         {}", s.storage);
+    println!("images:          {}", s.images);
+    println!("subjects:        {}", s.subjects);
+    println!("syndromes:       {}", s.syndromes);
+    println!("genes:           {}", s.genes);
+    let keys: Vec<String> = s
+        .keys
+        .iter()
+        .map(|k| format!("{} ({})", k.key, k.width))
+        .collect();
+    println!("keys:            {}", keys.join(", "));
+    println!("file size:       {} bytes", s.file_size_bytes);
+    Ok(0)
+}

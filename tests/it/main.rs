@@ -1,0 +1,27 @@
+//! The integration tests: one binary (the crate and tract are linked once), a module per
+//! area, and one command builder ([`util`]) that runs the `gestalt-edge` binary in a clean,
+//! hermetic environment. Most modules run on the real demo bundle (`scripts/setup.sh`);
+//! golden files come with the scripts that made them (`tests/golden/`).
+//!
+//! Run one area with a filter: `cargo test --test it corpus::`.
+
+mod util;
+
+mod align_golden;
+mod bad_input;
+mod cli;
+mod clinical;
+mod corpus;
+mod detector_input;
+mod device;
+mod device_screens;
+mod eval;
+mod gallery_search;
+mod import;
+mod killtest;
+mod model_cache;
+mod no_network;
+mod ort_backend;
+mod parity;
+mod perf_models;
+mod sign;
