@@ -1,6 +1,8 @@
 //! The library's one error type. Variants follow the pipeline stage that failed and carry
-//! the file and the reason in words a clinician or deployer can act on. The CLI maps each
-//! variant to an exit code (`Error::exit_code`).
+//! the file and the reason in words a clinician or deployer can act on; a caller that must
+//! tell cases apart matches on the variant, never on the message. Messages name files and
+//! values, never command-line flags. The binary maps each variant to an exit code
+//! (`src/cli/exit.rs`, the README's table).
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +12,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong between a photo and a ranking.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Invalid arguments or input files that are not photos, bundles or galleries
-    /// (labels CSV, options).
+    /// Invalid values from the caller, or input files that are not photos, bundles or
+    /// galleries (options, labels CSV, board profiles, gallery cases).
     #[error("{0}")]
     Usage(String),
+
+    /// A gallery that cannot take another entry: a table reached the file format's limit.
+    #[error("the gallery is full ({limit})")]
+    GalleryFull {
+        /// Which limit was reached.
+        limit: String,
+    },
+
+    /// A worker thread that panicked: a bug in this program, not a problem of the input.
+    #[error("internal error: {0} (a bug; please report it)")]
+    Internal(String),
 
     /// A photo was analysed but no face was found in it.
     #[error("{path}: no face found{detail}", path = .path.display())]
@@ -40,6 +53,17 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+
+    /// A detector whose outputs do not decode: tensors that do not fit the priors or grid of
+    /// its decoder (the model file does not match the manifest's detector settings).
+    #[error("model bundle {path}: detector outputs do not decode: {source}", path = .path.display())]
+    Decode {
+        /// The detector's model file.
+        path: PathBuf,
+        /// What the decoder found.
+        #[source]
+        source: crate::detect::DecodeError,
     },
 
     /// A gallery file that is malformed, corrupted or made for another bundle.
@@ -110,21 +134,6 @@ impl Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
-        }
-    }
-
-    /// The process exit code the CLI uses for this error:
-    /// 2 usage, 3 no face, 4 unreadable image, 5 bundle, 6 gallery, 7 signature (missing,
-    /// malformed, wrong key or tampered file), 1 for other I/O.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) => 2,
-            Error::NoFace { .. } => 3,
-            Error::Image { .. } => 4,
-            Error::Bundle { .. } => 5,
-            Error::Gallery { .. } => 6,
-            Error::Signature { .. } => 7,
-            Error::Io { .. } => 1,
         }
     }
 }

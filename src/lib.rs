@@ -10,10 +10,14 @@
 //! rank     -> Ranking          (syndromes, genes, patients by cosine distance)
 //! ```
 //!
-//! `bundle` loads the models a manifest describes (the only tract-aware code), `gallery` is
-//! the on-device file of diagnosed cases, `pipeline` composes the stages (`fuse` merges
-//! several photos of one patient into one query), and `sign` checks
-//! detached ed25519 signatures over manifests and galleries. The library never
+//! `bundle` is what a bundle is (manifest, sha256 checks, bundle id, loading); `engine` runs
+//! its networks (tract, or onnxruntime with the `ort` feature); `gallery` is the on-device
+//! file of diagnosed cases; `pipeline` composes the stages (`fuse` merges several photos of one patient into one
+//! query); `sign` checks detached ed25519
+//! signatures over manifests and galleries; `fsio` writes files atomically under one
+//! permission rule. `gmdb` reads the GestaltMatcher reference files, `eval` runs the paper's
+//! protocol, `board` and `display` drive a device, and `tools` is the workstation toolchain
+//! (model synth, quantize, calibrate, profile, synthetic galleries). The library never
 //! prints and never reads the environment; the `gestalt-edge` binary is a thin layer on top.
 
 pub mod align;
@@ -26,6 +30,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod fsio;
 pub mod fuse;
 pub mod gallery;
 pub mod gmdb;

@@ -270,7 +270,8 @@ pub struct SkippedPhoto {
     pub image: String,
     /// Why (the error message).
     pub error: String,
-    /// The exit code that error has on its own (3 no face, 4 unreadable, ...).
+    /// The exit code that error has on its own (3 no face, 4 unreadable, ...), as the
+    /// caller's exit-code table gives it.
     pub exit_code: i32,
 }
 
@@ -309,56 +310,41 @@ pub struct FusedPrediction {
 
 /// Fuses the analysed faces of one patient's photos and ranks the fused query.
 ///
-/// `photos` pairs each photo's name with its analysis or the error that stopped it; failed
-/// photos are reported in `skipped`. When none was analysed, the first failure is returned.
-/// PP4 levels are withheld when more than one photo is fused (the thresholds are calibrated
-/// on single photos). `consistency_distance` is the pairwise distance above which the photos
-/// are flagged as possibly not one person.
+/// `photos` pairs each usable photo's name with its analysis; `skipped` lists the photos the
+/// caller could not use (reported as given). [`Error::Usage`] when `photos` is empty. PP4
+/// levels are withheld when more than one photo is fused (the thresholds are calibrated on
+/// single photos). `consistency_distance` is the pairwise distance above which the photos are
+/// flagged as possibly not one person.
 pub fn predict_fused(
     bundle: &Bundle,
     matcher: &rank::Matcher<'_>,
-    photos: Vec<(String, Result<FaceAnalysis>)>,
+    photos: Vec<(String, FaceAnalysis)>,
+    skipped: Vec<SkippedPhoto>,
     rank_opts: &RankOptions,
     consistency_distance: f32,
 ) -> Result<FusedPrediction> {
     let gallery = matcher.gallery();
     check_gallery(bundle, gallery)?;
     let mut used = Vec::new();
-    let mut skipped = Vec::new();
-    let mut first_error = None;
     let mut timings = StageTimings::default();
     let mut embeddings = Vec::new();
-    for (image, result) in photos {
-        match result {
-            Ok(a) => {
-                timings.detect_ms += a.timings.detect_ms;
-                timings.align_ms += a.timings.align_ms;
-                timings.embed_ms += a.timings.embed_ms;
-                used.push(FusedPhoto {
-                    image,
-                    faces_found: a.faces_found,
-                    face: FaceReport {
-                        bbox_px: a.detection.bbox_px,
-                        score: a.detection.score,
-                        landmarks_px: a.detection.landmarks_px,
-                    },
-                });
-                embeddings.push(a.embeddings);
-            }
-            Err(e) => {
-                skipped.push(SkippedPhoto {
-                    image,
-                    error: e.to_string(),
-                    exit_code: e.exit_code(),
-                });
-                first_error.get_or_insert(e);
-            }
-        }
+    for (image, a) in photos {
+        timings.detect_ms += a.timings.detect_ms;
+        timings.align_ms += a.timings.align_ms;
+        timings.embed_ms += a.timings.embed_ms;
+        used.push(FusedPhoto {
+            image,
+            faces_found: a.faces_found,
+            face: FaceReport {
+                bbox_px: a.detection.bbox_px,
+                score: a.detection.score,
+                landmarks_px: a.detection.landmarks_px,
+            },
+        });
+        embeddings.push(a.embeddings);
     }
     if embeddings.is_empty() {
-        return Err(
-            first_error.unwrap_or_else(|| Error::Usage("no photo to fuse was given".into()))
-        );
+        return Err(Error::Usage("no photo to fuse".into()));
     }
     let consistency = crate::fuse::consistency(&embeddings, consistency_distance)?;
     let query = crate::fuse::fuse(&embeddings)?;

@@ -6,7 +6,7 @@
 //! The arithmetic follows the reference (scikit-image `SimilarityTransform.estimate`, then
 //! `cv2.warpAffine` with `INTER_LINEAR` and a black border; `cv2.getRotationMatrix2D` for
 //! the levelling pass), so crops agree with the reference pixel for pixel;
-//! `tests/align_golden.rs` checks this against files made by `tests/golden/make_goldens.py`.
+//! `tests/it/align_golden.rs` checks this against files made by `tests/golden/make_goldens.py`.
 
 pub mod umeyama;
 pub mod warp;

@@ -97,14 +97,11 @@ pub fn append(path: &Path, record: &AuditRecord) -> Result<()> {
     let mut line =
         serde_json::to_vec(record).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    // a new log is owner-only (it names what was found for a patient)
+    let mut f = crate::fsio::open_append(path, crate::fsio::Access::Private)?;
     // one write call on an O_APPEND file: the line lands whole, after any other
     f.write_all(&line).map_err(|e| Error::io(path, e))?;
-    f.sync_data().map_err(|e| Error::io(path, e))
+    crate::fsio::sync_appended(&f, path)
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ impl Analyzer for PipelineAnalyzer<'_> {
         let fused = crate::pipeline::predict_fused(
             self.bundle,
             self.matcher,
-            photos.into_iter().map(|(name, a)| (name, Ok(a))).collect(),
+            photos,
+            Vec::new(),
             &self.rank,
             crate::fuse::DEFAULT_CONSISTENCY_DISTANCE,
         )?;

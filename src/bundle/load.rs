@@ -124,6 +124,8 @@ pub(crate) fn load_all(
     }
     slots
         .into_iter()
-        .map(|s| s.unwrap_or_else(|| Err(Error::bundle(manifest, "a model-loading thread failed"))))
+        .map(|s| {
+            s.unwrap_or_else(|| Err(Error::Internal("a model-loading thread panicked".into())))
+        })
         .collect()
 }

@@ -319,7 +319,7 @@ impl Bundle {
     }
 
     /// The engine the networks run on.
-    pub fn backend(&self) -> &Backend {
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 }

@@ -1,9 +1,10 @@
 //! Face detection: model-independent decoding of detector outputs into [`Detection`]s.
 //!
-//! Consumes raw output tensors (plain `f32` slices, as the bundle module hands them over) and
-//! produces boxes, scores and 5 landmarks in the pixel coordinates of the detector input.
-//! Two decoders: [`retinaface`] (priors + variances, as the reference) and [`yunet`]
-//! (anchor-free, the demo detector). [`nms`] is shared.
+//! Consumes raw output tensors (plain `f32` slices) and produces boxes, scores and 5 landmarks
+//! in the pixel coordinates of the detector input. Two decoders: [`retinaface`] (priors +
+//! variances, as the reference) and [`yunet`] (anchor-free, the demo detector); [`nms`] is
+//! shared. `runner.rs` runs the bundle's detector network and decodes its outputs
+//! ([`crate::bundle::Bundle::detect`]); [`choose`] picks the face to analyse.
 
 pub mod nms;
 pub mod retinaface;
@@ -11,8 +12,8 @@ mod runner;
 pub mod yunet;
 
 /// Why raw detector outputs could not be decoded: tensors whose lengths do not fit the
-/// priors or grid, or a decoder configuration that cannot work. The model loader turns this
-/// into an [`Error::Bundle`](crate::Error::Bundle) for the model file.
+/// priors or grid, or a decoder configuration that cannot work. The detector runner turns
+/// this into an [`Error::Decode`](crate::Error::Decode) for the model file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// An output tensor holds the wrong number of values.

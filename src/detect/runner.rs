@@ -72,11 +72,9 @@ impl Bundle {
                 )
             }
         }
-        .map_err(|e| {
-            Error::bundle(
-                self.detector.path(),
-                format!("detector outputs do not decode: {e}"),
-            )
+        .map_err(|source| Error::Decode {
+            path: self.detector.path().to_path_buf(),
+            source,
         })?;
         let inv = (1.0 / lb.scale) as f32;
         Ok(decoded.iter().map(|d| d.scaled(inv, inv)).collect())

@@ -5,7 +5,7 @@
 //! so a viewer never sees half a picture.
 
 use std::convert::Infallible;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 use embedded_graphics::pixelcolor::Rgb888;
@@ -13,6 +13,7 @@ use embedded_graphics::prelude::*;
 use image::RgbImage;
 
 use super::{layout, Scene, Screen};
+use crate::fsio::Access;
 use crate::{Error, Result};
 
 /// An RGB image you can draw on.
@@ -64,23 +65,16 @@ impl DrawTarget for PngCanvas {
     }
 }
 
-/// Writes `img` to `path` as PNG atomically.
-pub fn write_png_atomic(img: &RgbImage, path: &Path) -> Result<()> {
+/// Writes `img` to `path` as PNG atomically ([`crate::fsio`]): a screen image is
+/// [`Access::Shared`], a saved capture (a patient's photo) [`Access::Private`].
+pub fn write_png_atomic(img: &RgbImage, path: &Path, access: Access) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )
     .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(path, e))?;
-    tmp.write_all(&bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::fsio::write_atomic(path, &bytes, access)
 }
 
 /// A screen that is a PNG file.
@@ -121,7 +115,7 @@ impl PngScreen {
 impl Screen for PngScreen {
     fn show(&mut self, scene: &Scene) -> Result<()> {
         let img = PngCanvas::render(self.size.0, self.size.1, scene);
-        write_png_atomic(&img, &self.path)
+        write_png_atomic(&img, &self.path, Access::Shared)
     }
 
     fn size(&self) -> (u32, u32) {

@@ -144,7 +144,8 @@ mod tests {
         assert!(!c.inverted());
         assert!(c.native_size((240, 320)).is_err(), "same DC and RST line");
         let c = cfg("model = 'ili9341'\ndevice = 'd'\ndc_line = 1\nrotation = 45\n");
-        assert_eq!(c.native_size((240, 320)).unwrap_err().exit_code(), 2);
+        let e = c.native_size((240, 320)).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e}");
         assert!(
             toml::from_str::<PanelConfig>("model = 'ssd1306'\ndevice = 'd'\ndc_line = 1\n")
                 .is_err()

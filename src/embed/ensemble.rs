@@ -88,7 +88,7 @@ impl Bundle {
                     .into_iter()
                     .flat_map(|h| {
                         h.join().unwrap_or_else(|_| {
-                            vec![Err(Error::Usage("embedding worker failed".into()))]
+                            vec![Err(Error::Internal("an embedding worker panicked".into()))]
                         })
                     })
                     .collect()

@@ -1,5 +1,6 @@
-//! Embedding: test-time-augmentation views of an aligned face and the keyed embeddings the
-//! ensemble produces.
+//! Embedding: test-time-augmentation views of an aligned face, the ensemble that runs them
+//! through every embedder of the bundle (`ensemble.rs`: [`crate::bundle::Bundle::embed`],
+//! threads and all), and the keyed embeddings it produces.
 //!
 //! Consumes an [`crate::align::AlignedFace`] (112x112 RGB); produces [`Embeddings`], one
 //! vector per [`Key`] = (model name, flip, gray). Distances are always paired by key, never by

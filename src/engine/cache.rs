@@ -15,7 +15,6 @@
 //! [`Lookup::Corrupt`] and the caller rebuilds it from ONNX; it is never trusted.
 //! Like `net.rs`, this file knows tract (the NNEF writer and reader).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -164,18 +163,14 @@ impl ModelCache {
     pub fn write(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.entry_path(key);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".entry-")
-            .suffix(".tmp")
-            .tempfile_in(&self.dir)?;
-        tmp.write_all(&header(key, payload))?;
-        tmp.write_all(payload)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        // the rename itself must reach the disk before the entry counts as written
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        crate::fsio::write_atomic_with(&path, crate::fsio::Access::Shared, |w| {
+            w.write_all(&header(key, payload))?;
+            w.write_all(payload)
+        })
+        .map_err(|e| match e {
+            crate::Error::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
         Ok(path)
     }
 }

@@ -122,11 +122,12 @@ impl Engine {
     }
 }
 
-/// The error for `--backend ort` in a build without the `ort` cargo feature (exit code 2).
+/// The error for an onnxruntime engine in a build without the `ort` cargo feature (a usage
+/// error: the build, not the input, lacks it).
 #[cfg_attr(feature = "ort", allow(dead_code))]
 pub(crate) fn ort_missing() -> crate::Error {
     crate::Error::Usage(
-        "the onnxruntime backend needs a build with the `ort` cargo feature (cargo build --features ort)"
+        "the onnxruntime engine needs a build with the `ort` cargo feature (cargo build --features ort)"
             .into(),
     )
 }

@@ -1,5 +1,7 @@
-//! The only tract-aware code: load an ONNX file with pinned input facts, optimise it once,
-//! and run it on f32 tensors. Everything else sees plain slices.
+//! A loaded network ([`Net`]), whatever engine holds it, and the tract engine: load an ONNX
+//! file with pinned input facts (through the model cache when there is one), optimise it
+//! once, and run it on f32 tensors. Stages see plain slices; tract's API is used here, in
+//! `cache.rs` (NNEF) and by the workstation tools (`crate::tools`), nowhere on the photo path.
 //!
 //! Consumes model bytes (already checked against the manifest's sha256) and NCHW f32 data;
 //! produces named f32 outputs.

@@ -7,7 +7,7 @@
 //! cannot tell the engines apart.
 //!
 //! `ort` runs a session through `&mut`, so a network holds a small pool of sessions (one per
-//! pass that may run at the same time, see [`super::backend::OrtThreading`]); the pool shares
+//! pass that may run at the same time, see [`super::OrtThreading`]); the pool shares
 //! onnxruntime's pre-packed weights.
 
 use std::path::{Path, PathBuf};

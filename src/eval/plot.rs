@@ -208,7 +208,7 @@ pub fn render(mean: &[f64], others: &[Vec<f64>]) -> RgbImage {
     img
 }
 
-/// Renders the curves and writes a PNG to `path` atomically (temporary file, sync, rename).
+/// Renders the curves and writes a PNG to `path` atomically ([`crate::fsio`], mode 0644).
 pub fn write_png(path: &Path, mean: &[f64], others: &[Vec<f64>]) -> Result<()> {
     let img = render(mean, others);
     let mut bytes = Vec::new();
@@ -217,20 +217,7 @@ pub fn write_png(path: &Path, mean: &[f64], others: &[Vec<f64>]) -> Result<()> {
         image::ImageFormat::Png,
     )
     .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    let io = |e: std::io::Error| Error::io(path, e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".plot.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::fsio::write_atomic(path, &bytes, crate::fsio::Access::Shared)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use super::Gallery;
 use crate::{Error, Result};
-use std::io::Write;
+
 use std::path::Path;
 
 /// Largest gallery file [`Gallery::read`] accepts by default: 1 GiB (a 10,000-image gallery
@@ -67,38 +67,14 @@ impl Gallery {
         Gallery::from_bytes(&bytes, path)
     }
 
-    /// Writes the gallery to `path`, replacing any existing file atomically: temporary file
-    /// in the same directory, `sync_all`, rename over `path`, then a best-effort fsync of the
-    /// directory. An existing file's permissions are kept. Failures are [`Error::Io`].
+    /// Writes the gallery to `path`, replacing any existing file atomically
+    /// ([`crate::fsio`]); a gallery holds patient data, so the file is owner-only (0600).
+    /// Failures are [`Error::Io`].
     pub fn write_atomic(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let io = |e: std::io::Error| Error::io(path, e);
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::Usage(format!("{}: not a file path", path.display())))?;
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(name);
-        prefix.push(".");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            // Best effort: keep the permissions of the gallery being replaced.
-            let _ = tmp.as_file().set_permissions(meta.permissions());
-        }
-        tmp.write_all(&self.to_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Best effort: make the rename durable (not supported on every platform).
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::fsio::write_atomic(
+            path.as_ref(),
+            &self.to_bytes(),
+            crate::fsio::Access::Private,
+        )
     }
 }

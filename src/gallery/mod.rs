@@ -316,7 +316,9 @@ impl Gallery {
             || d.subjects.len() >= limit
             || d.genes.len().saturating_add(case.genes.len()) >= limit
         {
-            return Err(Error::Usage("the gallery is full (2^32 entries)".into()));
+            return Err(Error::GalleryFull {
+                limit: "2^32 entries".into(),
+            });
         }
 
         // All checks passed: mutate (indices fit in u32, checked above).

@@ -1,11 +1,11 @@
 //! Import of the reference's data (what GMDB holders have) into a gallery.
 //!
-//! Consumes the parsed reference files ([`crate::eval::reference`]: encodings CSV, image
+//! Consumes the parsed reference files ([`super::reference`]: encodings CSV, image
 //! list, syndromes TSV, optional gene metadata), an explicit mapping from reference model
 //! names (`m0`, `m1`, `m2`) to bundle embedder names, and optionally the bundle the gallery
 //! is for; produces a [`Gallery`] and an [`ImportReport`]. Models are matched by name only,
 //! never by position: a reference model reaches the gallery under the embedder name
-//! `--map` gives it (or its own name). With a bundle, the gallery's keys are exactly the
+//! the mapping gives it (or its own name). With a bundle, the gallery's keys are exactly the
 //! bundle's (embedder x view, with the manifest's widths), every one must be found in the
 //! encodings, and reference models or views the bundle does not use are left out and
 //! reported.
@@ -29,7 +29,7 @@ pub fn parse_mapping(s: &str) -> Result<(String, String)> {
             Ok((a.trim().to_string(), b.trim().to_string()))
         }
         _ => Err(Error::Usage(format!(
-            "--map '{s}': expected REFMODEL=EMBEDDER, for example m0=sface"
+            "mapping '{s}': expected REFMODEL=EMBEDDER, for example m0=sface"
         ))),
     }
 }
@@ -83,24 +83,24 @@ fn resolve_models(req: &ImportRequest) -> Result<HashMap<String, Option<String>>
     for (r, e) in req.mapping {
         if !models.contains(r) {
             return Err(Error::Usage(format!(
-                "--map {r}={e}: {} has no model named {r} (it has: {})",
+                "mapping {r}={e}: {} has no model named {r} (it has: {})",
                 req.encodings.path.display(),
                 models.join(", ")
             )));
         }
         if seen_ref.insert(r.clone(), e.clone()).is_some() {
-            return Err(Error::Usage(format!("--map names model {r} twice")));
+            return Err(Error::Usage(format!("the mapping names model {r} twice")));
         }
         if seen_emb.insert(e.clone(), r.clone()).is_some() {
             return Err(Error::Usage(format!(
-                "--map maps two reference models to embedder {e}"
+                "the mapping maps two reference models to embedder {e}"
             )));
         }
         if let Some(keys) = &req.bundle_keys {
             if !keys.iter().any(|k| &k.key.model == e) {
                 let names: Vec<&str> = keys.iter().map(|k| k.key.model.as_str()).collect();
                 return Err(Error::Usage(format!(
-                    "--map {r}={e}: the bundle has no embedder {e} (it has: {})",
+                    "mapping {r}={e}: the bundle has no embedder {e} (it has: {})",
                     dedup(names).join(", ")
                 )));
             }
@@ -120,7 +120,7 @@ fn resolve_models(req: &ImportRequest) -> Result<HashMap<String, Option<String>>
         if let Some(t) = &target {
             if let Some(other) = targets.insert(t.clone(), m.clone()) {
                 return Err(Error::Usage(format!(
-                    "reference models {other} and {m} would both be stored as {t}; map them with --map"
+                    "reference models {other} and {m} would both be stored as {t}; map them to distinct embedders"
                 )));
             }
         }
@@ -141,7 +141,7 @@ pub fn import(req: &ImportRequest) -> Result<(Gallery, ImportReport)> {
     let list = req.images;
     if list.has_split && req.split.is_none() {
         return Err(Error::Usage(format!(
-            "{} has a split column: choose the split to import with --split N",
+            "{} has a split column: choose the split to import",
             list.path.display()
         )));
     }
@@ -176,7 +176,7 @@ pub fn import(req: &ImportRequest) -> Result<(Gallery, ImportReport)> {
                         return Err(Error::gallery(
                             &enc.path,
                             format!(
-                                "the bundle needs {} but no reference model mapped to {} has that view (use --map REFMODEL={})",
+                                "the bundle needs {} but no reference model mapped to {} has that view (map a reference model to it: REFMODEL={})",
                                 spec.key, spec.key.model, spec.key.model
                             ),
                         ))
@@ -392,13 +392,13 @@ mod tests {
             width: 4,
         }];
         let e = import(&request(&f, &map, Some(wrong))).unwrap_err();
-        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(matches!(e, Error::Gallery { .. }), "{e}");
         let missing = vec![KeySpec {
             key: key("arc", true),
             width: 3,
         }];
         assert!(import(&request(&f, &map, Some(missing))).is_err());
-        // position never counts: without --map, bundle embedder "arc" finds nothing
+        // position never counts: without a mapping, bundle embedder "arc" finds nothing
         assert!(import(&request(&f, &[], Some(bundle))).is_err());
     }
 
@@ -412,7 +412,7 @@ mod tests {
             vec![("m0".into(), "m1".into())],
         ] {
             let e = import(&request(&f, &map, None)).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(matches!(e, Error::Usage(_)), "{e}");
         }
         assert!(parse_mapping("m0").is_err());
         assert_eq!(

@@ -13,7 +13,6 @@
 //! first `_` or `.` (the reference's `int(img_name.split('_')[0])`).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::embed::{Embeddings, Key};
@@ -262,21 +261,10 @@ impl EncodingTable {
 }
 
 /// Writes `images` (name, embeddings) as a reference encodings CSV to `path` atomically
-/// (temporary file, sync, rename). `class_conf` is written as `[0]` (no classifier head).
+/// ([`crate::fsio`]; embeddings of patients' photos: owner-only, 0600). `class_conf` is written as `[0]` (no classifier head).
 pub fn write_encodings(path: &Path, images: &[(String, Embeddings)]) -> Result<()> {
-    let io = |e: std::io::Error| Error::io(path, e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".encodings.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        writeln!(w, "img_name;model;flip;gray;class_conf;representations").map_err(io)?;
+    crate::fsio::write_atomic_with(path, crate::fsio::Access::Private, |w| {
+        writeln!(w, "img_name;model;flip;gray;class_conf;representations")?;
         for (name, emb) in images {
             for (k, v) in &emb.entries {
                 let json = serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
@@ -284,15 +272,11 @@ pub fn write_encodings(path: &Path, images: &[(String, Embeddings)]) -> Result<(
                     w,
                     "{name};{};{};{};[0];{json}",
                     k.model, k.flip as u8, k.gray as u8
-                )
-                .map_err(io)?;
+                )?;
             }
         }
-        w.flush().map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One row of an image list.
@@ -588,7 +572,7 @@ mod tests {
         assert_eq!(t.rows[0].pp4.unwrap().level(0.75), "moderate");
         for bad in ["1\tA\t10\t0.5\t0.8\n", "1\tA\t10\tx\n"] {
             let e = read(&format!("2\tB\t1\n{bad}")).unwrap().unwrap_err();
-            assert_eq!(e.exit_code(), 6);
+            assert!(matches!(e, Error::Gallery { .. }), "{e:?}");
             let m = e.to_string();
             assert!(
                 m.contains("s.tsv") && m.contains("line 2") && m.contains("PP4"),

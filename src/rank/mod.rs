@@ -9,6 +9,7 @@
 //! ([`RankOptions::patients`], the service lists 100).
 
 pub mod distance;
+mod exact;
 pub mod explain;
 pub mod indexed;
 pub mod pca;

@@ -19,29 +19,28 @@
 //! so `1 - bound` is a lower bound on each image's distance. Images are scored exactly in
 //! order of that lower bound; the search stops as soon as the syndrome, gene and patient lists
 //! built from the exactly scored images closer than the next lower bound are full. The result
-//! is then provably the flat scan's (same images, same distances). An optional cap on exact
-//! scores trades that proof for a time limit (reported as not certified).
+//! is then provably the flat scan's (same images, same distances); exact scores come from
+//! [`super::exact`]. An optional cap on exact scores trades that proof for a time limit.
 
+pub(crate) use super::exact::dot;
+use super::exact::{exact_batch, lists_full};
+pub use super::exact::{exact_distance, flat_scan};
 use super::pca;
 use super::scan::{dots_f32, dots_i8, QueryCode};
-use std::collections::HashSet;
 use std::time::Instant;
 
-/// Slack added to every bound: covers f32 rounding in the scan, the projection and the exact
-/// distance (all far below 1e-4 for unit vectors).
+/// Slack added to every bound: f32 rounding in the scan, projection and exact distance.
 const MARGIN: f32 = 1e-4;
 
 /// Absolute slack added to each squared residual norm, which is computed as a difference
 /// (`|G|^2 - |y|^2`) and so may come out slightly low.
 const RESIDUAL_SLACK: f64 = 1e-4;
 
-/// Suggested cap on exact scores, opt-in only (see [`super::indexed::CAPPED_MIN_IMAGES`]):
-/// it keeps a 1M-image search near 100 ms (scan ~50 ms + re-rank of ~7.7k images ~26 ms).
-/// Recall is NOT good enough at scale for a default: on a structured 200k-image gallery with
-/// 500 syndromes (more syndrome directions than the 256 code dims) the flat top-5 came back
-/// for 9/20 queries at this cap and 15/20 at 16 000 (candidates by estimated distance; by
-/// lower bound it was 0/20); at 8k images / 60 syndromes a cap of 600 does (tests). A capped
-/// search whose bounds did not prove its result reports `certified: false`.
+/// Suggested cap on exact scores, opt-in only (see [`super::indexed::CAPPED_MIN_IMAGES`]).
+/// Its recall is not good enough at scale for a default (the README's "Gallery search" has
+/// the measurements; `gestalt-edge bench --search-cap N` and the `gallery_search` bench
+/// reproduce them). A capped search whose bounds did not prove its result reports
+/// `certified: false`.
 pub const DEFAULT_MAX_EXACT: usize = 4096;
 
 /// What the search reads: per image and key slot a normalised vector, and the image's labels.
@@ -155,7 +154,7 @@ fn fill_row(store: &dyn VectorStore, image: usize, widths: &[usize], row: &mut [
 }
 
 /// Splits `0..n` into `parts` contiguous ranges of near-equal size.
-fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+pub(super) fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
     (0..parts)
         .map(|p| (n * p / parts)..(n * (p + 1) / parts))
@@ -594,113 +593,6 @@ fn code_range(
         }
         at += len;
     }
-}
-
-/// Dot product with eight independent accumulators: the arithmetic of the flat scan.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-/// The exact distance of one image: the flat scan's arithmetic (sum over slots of
-/// `1 - q.g` in f32, divided by the number of slots).
-pub fn exact_distance(
-    store: &dyn VectorStore,
-    query: &[Vec<f32>],
-    image: usize,
-    buf: &mut Vec<f32>,
-) -> f32 {
-    let mut sum = 0.0f32;
-    for (slot, q) in query.iter().enumerate() {
-        let g = store.vector(image, slot, buf);
-        sum += 1.0 - dot(q, g);
-    }
-    sum / query.len().max(1) as f32
-}
-
-/// Exact distances of `ids` on `threads` threads, in `ids` order.
-fn exact_batch(
-    store: &dyn VectorStore,
-    query: &[Vec<f32>],
-    ids: &[usize],
-    threads: usize,
-) -> Vec<(usize, f32)> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ranges(ids.len(), threads)
-            .into_iter()
-            .map(|r| {
-                let part = &ids[r];
-                s.spawn(move || {
-                    let mut buf = Vec::new();
-                    part.iter()
-                        .map(|&i| (i, exact_distance(store, query, i, &mut buf)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
-/// True when the lists built from the scored images strictly closer than `frontier` (the
-/// smallest lower bound not scored yet) are already full: no unscored image can change them.
-fn lists_full(
-    store: &dyn VectorStore,
-    scored: &[(usize, f32)],
-    frontier: f32,
-    opts: &SearchOptions,
-) -> bool {
-    let [n_syn, n_subj, n_genes] = store.table_sizes();
-    let (want_syn, want_subj, want_genes) = (
-        opts.top.min(n_syn),
-        opts.patients.min(n_subj),
-        opts.top.min(n_genes),
-    );
-    let (mut syn, mut subj, mut genes) = (HashSet::new(), HashSet::new(), HashSet::new());
-    for &(i, d) in scored {
-        if syn.len() >= want_syn && subj.len() >= want_subj && genes.len() >= want_genes {
-            return true;
-        }
-        if d >= frontier {
-            return false;
-        }
-        if opts.same_patient_threshold.is_some_and(|t| d < t) {
-            continue;
-        }
-        if syn.len() < want_syn {
-            syn.insert(store.syndrome(i));
-        }
-        if subj.len() < want_subj {
-            subj.insert(store.subject(i));
-        }
-        for &g in store.genes(i) {
-            if genes.len() >= want_genes {
-                break;
-            }
-            genes.insert(g);
-        }
-    }
-    syn.len() >= want_syn && subj.len() >= want_subj && genes.len() >= want_genes
-}
-
-/// The flat scan over a store: every image's exact distance on `threads` threads, returned as
-/// `(image, distance)` sorted by distance then image (the order [`super::rank`] uses).
-pub fn flat_scan(store: &dyn VectorStore, query: &[Vec<f32>], threads: usize) -> Vec<(usize, f32)> {
-    let ids: Vec<usize> = (0..store.len()).collect();
-    let mut all = exact_batch(store, query, &ids, threads);
-    all.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    all
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ fn imported_gallery_serves_predict_on_the_demo_bundle() {
     expect_failure(
         &import(&v.iter().map(|x| x.as_os_str()).collect::<Vec<_>>()),
         6,
-        &["--map REFMODEL=sface"],
+        &["map a reference model to it: REFMODEL=sface"],
     );
     let v = args(true);
     let (code, _, err) = parts(&import(

@@ -10,7 +10,7 @@
 //!   identical order.
 //!
 //! Rotation, aligned crop and gray view against OpenCV / scikit-image are in
-//! `tests/align_golden.rs`. Missing files fail the tests; they never skip.
+//! `tests/it/align_golden.rs`. Missing files fail the tests; they never skip.
 
 use crate::util;
 

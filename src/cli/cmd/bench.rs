@@ -373,7 +373,7 @@ fn print_report(r: &Report, json: bool) {
         return;
     }
     println!(
-        "{} ({} backend, {} threads, gallery {} images, median of {})",
+        "{} ({} engine, {} threads, gallery {} images, median of {})",
         r.bundle, r.backend, r.threads, r.gallery_size, r.repeat
     );
     if !r.face_found {

@@ -22,25 +22,41 @@ pub fn run(
     matcher: &Matcher<'_>,
     rank_opts: &RankOptions,
 ) -> Result<i32> {
-    let photos = a
-        .images
-        .iter()
-        .map(|p| (p.display().to_string(), session.analyse(p)))
-        .collect();
+    let mut photos = Vec::new();
+    let mut skipped = Vec::new();
+    let mut first_failure = None;
+    for path in &a.images {
+        let image = path.display().to_string();
+        match session.analyse(path) {
+            Ok(face) => photos.push((image, face)),
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                skipped.push(pipeline::SkippedPhoto {
+                    image,
+                    error: e.to_string(),
+                    exit_code: exit::code(&e),
+                });
+                first_failure.get_or_insert(e);
+            }
+        }
+    }
+    if photos.is_empty() {
+        if let Some(e) = first_failure {
+            eprintln!("error: no photo could be fused; the first failure: {e}");
+            return Ok(exit::code(&e));
+        }
+    }
     let threshold = a
         .consistency_distance
         .unwrap_or(gestalt_edge::fuse::DEFAULT_CONSISTENCY_DISTANCE);
-    let mut p =
-        match pipeline::predict_fused(&session.bundle, matcher, photos, rank_opts, threshold) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: no photo could be fused; the first failure: {e}");
-                return Ok(exit::code(&e));
-            }
-        };
-    for s in &p.skipped {
-        eprintln!("skipped: {}", s.error);
-    }
+    let mut p = pipeline::predict_fused(
+        &session.bundle,
+        matcher,
+        photos,
+        skipped,
+        rank_opts,
+        threshold,
+    )?;
     if !p.consistency.consistent {
         eprintln!(
             "warning: these photos may not show one person (largest distance between two of them {:.3}, above {:.3}); check that they belong to the same patient",

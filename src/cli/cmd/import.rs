@@ -5,7 +5,7 @@ use gestalt_edge::bundle;
 use gestalt_edge::gallery::{KeySpec, Storage};
 use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
 use gestalt_edge::gmdb::reference::{EncodingTable, GeneTable, ImageList, SyndromeTable};
-use gestalt_edge::Result;
+use gestalt_edge::{Error, Result};
 
 use crate::cli::args::{ImportArgs, StorageArg};
 
@@ -17,7 +17,7 @@ pub fn run(a: ImportArgs) -> Result<i32> {
     let mapping = a
         .map
         .iter()
-        .map(|m| parse_mapping(m))
+        .map(|m| parse_mapping(m).map_err(|e| Error::Usage(format!("--map: {e}"))))
         .collect::<Result<Vec<_>>>()?;
     let (bundle_id, bundle_keys) = match &a.bundle {
         Some(path) => {
@@ -32,6 +32,12 @@ pub fn run(a: ImportArgs) -> Result<i32> {
     };
     let encodings = EncodingTable::read(&a.encodings)?;
     let images = ImageList::read(&a.images)?;
+    if images.has_split && a.split.is_none() {
+        return Err(Error::Usage(format!(
+            "{} has a split column: choose the split to import with --split N",
+            images.path.display()
+        )));
+    }
     let syndromes = SyndromeTable::read(&a.syndromes)?;
     let genes = a.genes.as_deref().map(GeneTable::read).transpose()?;
     let req = ImportRequest {

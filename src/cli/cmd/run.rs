@@ -19,6 +19,7 @@ use gestalt_edge::capture::{
     DirectorySource, FrameSource, SourceSpec, StillSource, SyntheticSource,
 };
 use gestalt_edge::display::{self, NoScreen, Screen, ScreenSpec};
+use gestalt_edge::fsio::Access;
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{pipeline, Error, Result};
 
@@ -356,7 +357,7 @@ fn report_event(e: &Event, a: &RunArgs) {
                 static SAVED: AtomicU32 = AtomicU32::new(0);
                 let n = SAVED.fetch_add(1, Ordering::Relaxed);
                 let path = dir.join(format!("capture-{now}-{}-{n}.png", std::process::id()));
-                match display::canvas::write_png_atomic(&frame.rgb, &path) {
+                match display::canvas::write_png_atomic(&frame.rgb, &path, Access::Private) {
                     Ok(()) => eprintln!("saved the captured photo to {}", path.display()),
                     Err(err) => eprintln!("warning: cannot save the photo: {err}"),
                 }

@@ -12,10 +12,9 @@ pub mod retinaface;
 
 pub use graph::Rng;
 
-use std::io::Write;
 use std::path::Path;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// A model architecture `model synth` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,35 +98,10 @@ pub fn synth(arch: Arch, seed: u64) -> Synth {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// Nothing is left behind on failure. Errors are [`Error::Io`]. The file is readable by all
-/// (mode 0644 on Unix, as model files and manifests are read by an unprivileged service
-/// user), not private like a temporary file.
+/// Writes model bytes to `path` atomically ([`crate::fsio`]), readable by all (0644: model
+/// files and manifests are read by an unprivileged service user).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::io(path, e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".gestalt-edge-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsio::write_atomic(path, bytes, crate::fsio::Access::Shared)
 }
 
 #[cfg(test)]

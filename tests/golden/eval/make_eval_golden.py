@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the evaluation goldens under tests/golden/eval/ (checked by tests/eval.rs).
+"""Regenerate the evaluation goldens under tests/golden/eval/ (checked by tests/it/eval.rs).
 
 A tiny, independent re-implementation of the GestaltMatcher-Arc paper's metric (Eq. 1,
 top-k mean accuracy) and protocol, run on a seeded synthetic data set written in the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the fidelity goldens under tests/golden/parity/ (checked by tests/parity.rs).
+"""Regenerate the fidelity goldens under tests/golden/parity/ (checked by tests/it/parity.rs).
 
 Made once with the reference libraries (onnxruntime 1.22, OpenCV 4.11, numpy) on the real
 demo bundle and photos; the Rust tests read the JSON and never run Python.
