@@ -311,7 +311,7 @@ fn fused_photos_rank_the_right_person_first_and_skip_faceless_ones() {
         fused <= each.iter().cloned().fold(0.0, f64::max) + 1e-6,
         "{fused} vs {each:?}"
     );
-    // the numbers the README quotes (cargo test --test clinical fused_photos -- --nocapture)
+    // the numbers the README quotes (cargo test --test it clinical::fused_photos -- --nocapture)
     println!("person A: fused distance {fused:.4}, the photos alone {each:.4?}");
     assert!(err.contains("skipped"), "{err}");
 }
