@@ -107,6 +107,7 @@ fn capped_search_10k(bencher: divan::Bencher) {
     let q = normalised(&g.model.image(7, 1 << 40, &mut Rng::new(5)));
     let opts = SearchOptions {
         top: 5,
+        patients: 5,
         same_patient_threshold: None,
         threads: THREADS,
         max_exact: Some(DEFAULT_MAX_EXACT),
@@ -168,6 +169,7 @@ fn report(n: usize) {
     for cap in [None, Some(1000), Some(DEFAULT_MAX_EXACT), Some(16_000)] {
         let opts = SearchOptions {
             top: 5,
+            patients: 5,
             same_patient_threshold: None,
             threads: THREADS,
             max_exact: cap,

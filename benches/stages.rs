@@ -68,6 +68,7 @@ fn query(keys: &[KeySpec]) -> Embeddings {
 
 const TOP5: RankOptions = RankOptions {
     top: 5,
+    patients: 5,
     same_patient_threshold: None,
 };
 

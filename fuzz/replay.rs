@@ -253,6 +253,7 @@ pub fn image_to_top5(data: &[u8]) {
     let query = fake_embed(&aligned.rgb);
     let opts = RankOptions {
         top: 5,
+        patients: 5,
         same_patient_threshold: None,
     };
     let ranking = rank::rank(&query, gallery(), &opts).expect("rank on matching keys");

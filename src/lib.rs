@@ -12,9 +12,10 @@
 //!
 //! `bundle` is what a bundle is (manifest, sha256 checks, bundle id, loading); `engine` runs
 //! its networks (tract, or onnxruntime with the `ort` feature); `gallery` is the on-device
-//! file of diagnosed cases; `pipeline` composes the stages; `sign` checks detached ed25519
-//! signatures over manifests and galleries; `rollback` keeps the highest signed revision
-//! seen per bundle and gallery; `fsio` writes files atomically under one
+//! file of diagnosed cases; `pipeline` composes the stages (`fuse` merges several photos of
+//! one patient into one query); `sign` checks detached ed25519 signatures over manifests and
+//! galleries; `rollback` keeps the highest signed revision seen per bundle and gallery;
+//! `fsio` writes files atomically under one
 //! permission rule. `gmdb` reads the GestaltMatcher reference files, `eval` runs the paper's
 //! protocol, `board` and `display` drive a device, and `tools` is the workstation toolchain
 //! (model synth, quantize, calibrate, profile, synthetic galleries). The library never
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fsio;
+pub mod fuse;
 pub mod gallery;
 pub mod gmdb;
 pub mod pipeline;

@@ -1,6 +1,6 @@
 //! The pipeline: a [`Frame`] in, the analysed face out (detection, aligned crop, keyed
 //! embeddings), and with a gallery, a [`Prediction`]. Composes the stage modules; holds no
-//! model code of its own.
+//! model code of its own. [`predict_fused`] ranks several photos of one patient as one query.
 //!
 //! Reference behaviour (GestaltMatcher-Arc): the highest-scoring face; landmarks truncated to
 //! whole pixels; a second detection on the photo rotated about the nose so the eyes are level,
@@ -169,6 +169,26 @@ pub struct Prediction {
     pub images_compared: usize,
     /// Time per stage.
     pub timings_ms: StageTimings,
+    /// Per top syndrome, the distance per model and view of its nearest image (filled by
+    /// [`explain`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Vec<rank::explain::Explanation>>,
+    /// The query embeddings the lists were ranked with (not serialised).
+    #[serde(skip)]
+    pub query: Embeddings,
+}
+
+/// How many syndromes [`explain`] explains (the device screen's top 5).
+pub const EXPLAIN_TOP: usize = 5;
+
+/// Adds the explanation of the top-5 syndromes to `p` (see [`rank::explain`]).
+pub fn explain(p: &mut Prediction, gallery: &Gallery) {
+    p.explanation = Some(rank::explain::explain(
+        &p.query,
+        gallery,
+        &p.suggested_syndromes_list,
+        EXPLAIN_TOP,
+    ));
 }
 
 /// Analyses `frame` and ranks it against the matcher's gallery (through its index when it has
@@ -211,6 +231,8 @@ pub fn predict(
         suggested_patients_list: patients,
         images_compared,
         timings_ms: timings,
+        explanation: None,
+        query: a.embeddings,
     })
 }
 
@@ -228,4 +250,136 @@ pub fn check_gallery(bundle: &Bundle, gallery: &Gallery) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A photo of a fused query that was analysed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusedPhoto {
+    /// The photo as given.
+    pub image: String,
+    /// Faces found in it.
+    pub faces_found: usize,
+    /// The face that was analysed.
+    pub face: FaceReport,
+}
+
+/// A photo of a fused query that could not be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedPhoto {
+    /// The photo as given.
+    pub image: String,
+    /// Why (the error message).
+    pub error: String,
+    /// The exit code that error has on its own (3 no face, 4 unreadable, ...), as the
+    /// caller's exit-code table gives it.
+    pub exit_code: i32,
+}
+
+/// The result for several photos of one patient, fused into one query ([`crate::fuse`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FusedPrediction {
+    /// Bundle name and version.
+    pub model_version: String,
+    /// The gallery's version.
+    pub gallery_version: String,
+    /// Id of the model bundle that produced the embeddings.
+    pub bundle_id: String,
+    /// The photos fused, each with its face.
+    pub images: Vec<FusedPhoto>,
+    /// Photos left out, with the reason.
+    pub skipped: Vec<SkippedPhoto>,
+    /// Whether the fused photos look like one person (their pairwise distances).
+    pub consistency: crate::fuse::Consistency,
+    /// Syndromes, nearest first (PP4 levels withheld when more than one photo was fused).
+    pub suggested_syndromes_list: Vec<rank::SyndromeHit>,
+    /// Genes, nearest first.
+    pub suggested_genes_list: Vec<rank::GeneHit>,
+    /// Gallery patients, nearest first.
+    pub suggested_patients_list: Vec<rank::PatientHit>,
+    /// Gallery images compared.
+    pub images_compared: usize,
+    /// Time per stage, summed over the photos.
+    pub timings_ms: StageTimings,
+    /// As [`Prediction::explanation`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Vec<rank::explain::Explanation>>,
+    /// The fused query (not serialised).
+    #[serde(skip)]
+    pub query: Embeddings,
+}
+
+/// Fuses the analysed faces of one patient's photos and ranks the fused query.
+///
+/// `photos` pairs each usable photo's name with its analysis; `skipped` lists the photos the
+/// caller could not use (reported as given). [`Error::Usage`] when `photos` is empty. PP4
+/// levels are withheld when more than one photo is fused (the thresholds are calibrated on
+/// single photos). `consistency_distance` is the pairwise distance above which the photos are
+/// flagged as possibly not one person.
+pub fn predict_fused(
+    bundle: &Bundle,
+    matcher: &rank::Matcher<'_>,
+    photos: Vec<(String, FaceAnalysis)>,
+    skipped: Vec<SkippedPhoto>,
+    rank_opts: &RankOptions,
+    consistency_distance: f32,
+) -> Result<FusedPrediction> {
+    let gallery = matcher.gallery();
+    check_gallery(bundle, gallery)?;
+    let mut used = Vec::new();
+    let mut timings = StageTimings::default();
+    let mut embeddings = Vec::new();
+    for (image, a) in photos {
+        timings.detect_ms += a.timings.detect_ms;
+        timings.align_ms += a.timings.align_ms;
+        timings.embed_ms += a.timings.embed_ms;
+        used.push(FusedPhoto {
+            image,
+            faces_found: a.faces_found,
+            face: FaceReport {
+                bbox_px: a.detection.bbox_px,
+                score: a.detection.score,
+                landmarks_px: a.detection.landmarks_px,
+            },
+        });
+        embeddings.push(a.embeddings);
+    }
+    if embeddings.is_empty() {
+        return Err(Error::Usage("no photo to fuse".into()));
+    }
+    let consistency = crate::fuse::consistency(&embeddings, consistency_distance)?;
+    let query = crate::fuse::fuse(&embeddings)?;
+    let t = Instant::now();
+    let (ranking, _) = matcher.rank(&query, rank_opts)?;
+    timings.rank_ms = ms(t);
+    let mut syndromes = ranking.syndromes;
+    if used.len() > 1 {
+        for s in &mut syndromes {
+            s.withhold_pp4(rank::pp4::WITHHELD_FUSED);
+        }
+    }
+    Ok(FusedPrediction {
+        model_version: bundle.model_version(),
+        gallery_version: gallery.gallery_version().to_string(),
+        bundle_id: bundle.id.clone(),
+        images: used,
+        skipped,
+        consistency,
+        suggested_syndromes_list: syndromes,
+        suggested_genes_list: ranking.genes,
+        suggested_patients_list: ranking.patients,
+        images_compared: ranking.images_compared,
+        timings_ms: timings,
+        explanation: None,
+        query,
+    })
+}
+
+/// Adds the explanation of the top-5 syndromes to a fused result.
+pub fn explain_fused(p: &mut FusedPrediction, gallery: &Gallery) {
+    p.explanation = Some(rank::explain::explain(
+        &p.query,
+        gallery,
+        &p.suggested_syndromes_list,
+        EXPLAIN_TOP,
+    ));
 }

@@ -1,10 +1,11 @@
 //! The optional audit log: one JSON line per capture.
 //!
 //! Consumes a [`Prediction`] and the time; produces a line with the time (UTC, RFC 3339),
-//! bundle id, model and gallery versions and the top-5 syndromes with their scores. Never
-//! pixels, embeddings, file names or landmarks: the log says what the device suggested and
-//! with which models, not who was photographed. Each line is appended with a single write on
-//! a file opened in append mode, then synced, so concurrent writers never interleave lines.
+//! bundle id, model and gallery versions and the top-5 syndromes with their scores and PP4
+//! levels. Never pixels, embeddings, file names or landmarks: the log says what the device
+//! suggested and with which models, not who was photographed. Each line is appended with a
+//! single write on a file opened in append mode, then synced, so concurrent writers never
+//! interleave lines.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +26,9 @@ pub struct AuditHit {
     pub distance: f32,
     /// `1.3 - distance`.
     pub gestalt_score: f32,
+    /// The ACMG PP4 level shown with it ("" when none reached, withheld or not available).
+    #[serde(rename = "ACMG_PP4")]
+    pub acmg_pp4: String,
 }
 
 /// One log line.
@@ -59,6 +63,7 @@ impl AuditRecord {
                     omim_id: s.omim_id,
                     distance: s.distance,
                     gestalt_score: s.gestalt_score,
+                    acmg_pp4: s.acmg_pp4.clone(),
                 })
                 .collect(),
         }
@@ -125,6 +130,7 @@ mod tests {
                 omim_id: Some(163950),
                 distance: 0.5,
                 gestalt_score: 0.8,
+                acmg_pp4: "supporting".into(),
             }],
         };
         append(&log, &rec).unwrap();
@@ -134,6 +140,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(v["top5"][0]["omim_id"], 163950);
+        assert_eq!(v["top5"][0]["ACMG_PP4"], "supporting");
         assert_eq!(v["time"], "1970-01-01T00:00:00Z");
         assert!(append(&dir.path().join("no/such/log"), &rec).is_err());
     }

@@ -4,7 +4,10 @@
 //! tests), a [`Screen`] and operator [`Command`]s; produces scenes on the screen and
 //! [`Event`]s for the caller to log. Every frame is run through the detector; a face that
 //! passes the [`QualityThresholds`] for `steady_frames` frames in a row without moving is
-//! captured automatically (or at once on [`Command::Capture`]). Trouble never ends the loop:
+//! captured automatically (or at once on [`Command::Capture`]); photos from files
+//! ([`LoopSettings::stills`]) are analysed each once, the gate's verdict shown as advice; a
+//! patient session ([`LoopSettings::session_captures`]) fuses several separate captures.
+//! Trouble never ends the loop:
 //! a missing or unplugged camera is retried with exponential back-off and a message on the
 //! screen, a bad frame is skipped, a screen that fails is reported once and the loop goes on.
 
@@ -15,7 +18,7 @@ use crate::capture::quality::{self, QualityReport, QualityThresholds, Steadiness
 use crate::capture::{Frame, FrameSource, SourceError};
 use crate::detect::{self, Detection, FaceChoice};
 use crate::display::{PreviewView, ResultView, Scene, Screen};
-use crate::pipeline::Prediction;
+use crate::pipeline::{FaceAnalysis, Prediction};
 use crate::{Error, Result};
 
 /// What the loop needs from the models.
@@ -24,6 +27,21 @@ pub trait Analyzer {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>>;
     /// The full pipeline and ranking on a captured frame.
     fn predict(&mut self, frame: &Frame) -> Result<Prediction>;
+    /// Detection, alignment and embedding of a captured frame (one photo of a session).
+    fn analyse(&mut self, frame: &Frame) -> Result<FaceAnalysis> {
+        Err(Error::Usage(format!(
+            "{}: this analyser cannot run patient sessions",
+            frame.source.display()
+        )))
+    }
+    /// The ranking of a session's photos fused into one query ([`crate::fuse`]), as a
+    /// [`Prediction`] whose face is that of the last photo.
+    fn predict_session(&mut self, photos: Vec<(String, FaceAnalysis)>) -> Result<Prediction> {
+        let _ = photos;
+        Err(Error::Usage(
+            "this analyser cannot run patient sessions".into(),
+        ))
+    }
 }
 
 /// The real pipeline against a gallery.
@@ -45,6 +63,41 @@ impl Analyzer for PipelineAnalyzer<'_> {
     fn predict(&mut self, frame: &Frame) -> Result<Prediction> {
         crate::pipeline::predict(self.bundle, self.matcher, frame, &self.options, &self.rank)
     }
+    fn analyse(&mut self, frame: &Frame) -> Result<FaceAnalysis> {
+        crate::pipeline::analyse(self.bundle, frame, &self.options)
+    }
+    fn predict_session(&mut self, photos: Vec<(String, FaceAnalysis)>) -> Result<Prediction> {
+        let n = photos.len();
+        let last = photos.last().map(|(_, a)| a.detection);
+        let fused = crate::pipeline::predict_fused(
+            self.bundle,
+            self.matcher,
+            photos,
+            Vec::new(),
+            &self.rank,
+            crate::fuse::DEFAULT_CONSISTENCY_DISTANCE,
+        )?;
+        let face = last.ok_or_else(|| Error::Usage("an empty session".into()))?;
+        Ok(Prediction {
+            image: format!("patient session of {n} photos"),
+            model_version: fused.model_version,
+            gallery_version: fused.gallery_version,
+            bundle_id: fused.bundle_id,
+            faces_found: 1,
+            face: crate::pipeline::FaceReport {
+                bbox_px: face.bbox_px,
+                score: face.score,
+                landmarks_px: face.landmarks_px,
+            },
+            suggested_syndromes_list: fused.suggested_syndromes_list,
+            suggested_genes_list: fused.suggested_genes_list,
+            suggested_patients_list: fused.suggested_patients_list,
+            images_compared: fused.images_compared,
+            timings_ms: fused.timings_ms,
+            explanation: None,
+            query: fused.query,
+        })
+    }
 }
 
 /// An operator's request.
@@ -63,6 +116,8 @@ pub enum Trigger {
     Steady,
     /// The operator asked.
     Key,
+    /// A new photo from a file or folder source with a face (stills skip the gate).
+    Still,
 }
 
 /// Something the caller may want to log.
@@ -163,6 +218,14 @@ pub struct LoopSettings {
     /// Stop after this many consecutive failed attempts to reach the source, or consecutive
     /// bad frames (`None`: never, as a kiosk should).
     pub max_retries: Option<u32>,
+    /// The source yields photos, not a live person: every photo with a face is analysed
+    /// once, whatever the gate says (a photo cannot turn its head), and the gate's verdict
+    /// goes on the result screen as advice. The live camera keeps the gate.
+    pub stills: bool,
+    /// Captures per patient session on a live source: each passes the gate and is a separate
+    /// capture (the face must move or leave in between); after the last, the photos are
+    /// fused and ranked as one query. 1 (or 0) ranks every capture on its own.
+    pub session_captures: u32,
 }
 
 /// Why the loop ended.
@@ -250,6 +313,11 @@ impl ScreenGuard<'_> {
     }
 }
 
+/// The result-screen advice for a photo the gate would have refused.
+pub fn still_advice(verdict: &str) -> String {
+    format!("Photo quality: {verdict}. A better photo may give a more reliable result.")
+}
+
 /// Runs the device loop until the source ends, the operator quits, or (with `once`) one
 /// capture was analysed.
 pub fn run(
@@ -279,6 +347,10 @@ pub fn run(
     let mut bad = 0u32;
     // after a capture, wait for the face to go or move (or a new photo) before the next one
     let mut captured: Option<(std::path::PathBuf, [f32; 4])> = None;
+    // stills: the photo last analysed (each file once)
+    let mut analysed: Option<std::path::PathBuf> = None;
+    // a patient session's photos so far
+    let mut session: Vec<(String, FaceAnalysis)> = Vec::new();
 
     loop {
         if settings.max_frames.is_some_and(|m| report.frames >= m) {
@@ -404,8 +476,12 @@ pub fn run(
             (Some(r), false) => r.verdict().into(),
         };
 
+        let new_still =
+            settings.stills && face.is_some() && analysed.as_ref() != Some(&frame.source);
         let trigger = if forced {
             Some(Trigger::Key)
+        } else if new_still {
+            Some(Trigger::Still)
         } else if count >= need {
             Some(Trigger::Steady)
         } else {
@@ -444,14 +520,51 @@ pub fn run(
             io,
         );
         steady.reset();
-        match analyzer.predict(&frame) {
+        if settings.stills {
+            analysed = Some(frame.source.clone());
+        }
+        let result = if settings.session_captures > 1 && !settings.stills {
+            match analyzer.analyse(&frame) {
+                Ok(a) => {
+                    let bbox = a.detection.bbox_px;
+                    let n = session.len() + 1;
+                    session.push((format!("capture {n}"), a));
+                    if session.len() < settings.session_captures as usize {
+                        let detail = format!(
+                            "Photo {n} of {} taken. Turn the head a little or step out and back; the next photo is taken when the face is steady again.",
+                            settings.session_captures
+                        );
+                        screen.show(
+                            &Scene::Message {
+                                title: "Patient session",
+                                detail: &detail,
+                            },
+                            io,
+                        );
+                        captured = Some((frame.source.clone(), bbox));
+                        continue;
+                    }
+                    analyzer.predict_session(std::mem::take(&mut session))
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            analyzer.predict(&frame)
+        };
+        match result {
             Ok(p) => {
                 report.captures += 1;
                 (io.events)(&Event::Result {
                     prediction: &p,
                     frame: &frame,
                 });
-                let view = ResultView::from_prediction(&p, &frame.rgb);
+                let mut view = ResultView::from_prediction(&p, &frame.rgb);
+                if settings.stills {
+                    view.advice = quality
+                        .as_ref()
+                        .filter(|r| !r.passes())
+                        .map(|r| still_advice(r.verdict()));
+                }
                 screen.show(&Scene::Result(&view), io);
                 captured = Some((frame.source.clone(), p.face.bbox_px));
             }

@@ -185,6 +185,13 @@ pub struct RunSettings {
     pub preview_fps: f32,
     /// Seconds the result stays on the screen.
     pub result_seconds: f32,
+    /// The most captures one patient session may fuse (`run --session N`); 1 when absent.
+    #[serde(default = "one_capture")]
+    pub max_session_captures: u32,
+}
+
+fn one_capture() -> u32 {
+    1
 }
 
 /// A board profile (`boards/NAME.toml`).

@@ -106,11 +106,18 @@ fn prediction() -> Prediction {
             gestalt_score: 1.0,
             image_id: "i".into(),
             subject_id: "s".into(),
+            acmg_pp4: "moderate".into(),
+            acmg_pp4_support: "Yes".into(),
+            probability: None,
+            ci_lower: None,
+            ci_upper: None,
         }],
         suggested_genes_list: vec![],
         suggested_patients_list: vec![],
         images_compared: 1,
         timings_ms: StageTimings::default(),
+        explanation: None,
+        query: Default::default(),
     }
 }
 
@@ -122,6 +129,27 @@ impl Analyzer for Fake {
         } else {
             vec![]
         })
+    }
+    fn analyse(&mut self, _frame: &Frame) -> crate::Result<crate::pipeline::FaceAnalysis> {
+        Ok(crate::pipeline::FaceAnalysis {
+            faces_found: 1,
+            detection: face(),
+            aligned: crate::align::AlignedFace {
+                rgb: image::RgbImage::new(112, 112),
+                transform: crate::align::Similarity::IDENTITY,
+            },
+            embeddings: Default::default(),
+            timings: StageTimings::default(),
+        })
+    }
+    fn predict_session(
+        &mut self,
+        photos: Vec<(String, crate::pipeline::FaceAnalysis)>,
+    ) -> crate::Result<Prediction> {
+        self.predictions += 1;
+        let mut p = prediction();
+        p.suggested_syndromes_list[0].syndrome_name = format!("fused {}", photos.len());
+        Ok(p)
     }
     fn predict(&mut self, frame: &Frame) -> crate::Result<Prediction> {
         self.predictions += 1;
@@ -146,7 +174,10 @@ impl Screen for Recorder {
     fn show(&mut self, scene: &Scene) -> crate::Result<()> {
         self.scenes.push(match scene {
             Scene::Preview(p) => format!("preview {}/{}", p.steady.0, p.steady.1),
-            Scene::Result(r) => format!("result {}", r.rows[0].name),
+            Scene::Result(r) => match &r.advice {
+                None => format!("result {}", r.rows[0].name),
+                Some(a) => format!("result {} [{a}]", r.rows[0].name),
+            },
             Scene::Message { title, .. } => format!("message {title}"),
         });
         if self.fail {
@@ -182,7 +213,86 @@ fn settings(once: bool, max_frames: Option<u64>) -> LoopSettings {
         result_hold: Duration::ZERO,
         backoff: Backoff::default(),
         max_retries: None,
+        stills: false,
+        session_captures: 1,
     }
+}
+
+#[test]
+fn a_patient_session_fuses_separate_gated_captures() {
+    let s = LoopSettings {
+        session_captures: 2,
+        ..settings(true, Some(40))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    // the face leaves at frame 4 (and at 5): the second photo is a new capture
+    let mut f = Fake {
+        faceless: vec![4, 5],
+        ..fake(true)
+    };
+    let mut screen = Recorder::default();
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &s, None);
+    assert_eq!(r.end, End::Once);
+    assert_eq!((r.frames, r.captures), (8, 1));
+    assert_eq!(
+        events,
+        vec!["captured Steady", "captured Steady", "result fused 2"]
+    );
+    assert!(screen
+        .scenes
+        .contains(&"message Patient session".to_string()));
+    // without the face leaving, the session never takes a second photo of the same pose
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &s, None);
+    assert_eq!(r.captures, 0);
+    assert_eq!(events, vec!["captured Steady"]);
+}
+
+#[test]
+fn stills_are_analysed_once_each_with_the_gate_as_advice() {
+    // a gate no face passes: the face would have to fill the frame
+    let strict = QualityThresholds {
+        min_face_fraction: 0.99,
+        ..lax()
+    };
+    let live = LoopSettings {
+        quality: strict,
+        ..settings(false, Some(6))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &live, None);
+    assert_eq!(r.captures, 0, "the live camera keeps the gate: {events:?}");
+
+    let stills = LoopSettings {
+        stills: true,
+        ..live
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    let (r, events, _) = drive(&mut src, &mut f, &mut screen, &stills, None);
+    // every frame has the same source: one photo, analysed once
+    assert_eq!((r.frames, r.captures), (6, 1));
+    assert_eq!(events, vec!["captured Still", "result Test syndrome"]);
+    let result = &screen.scenes[1];
+    assert!(
+        result.starts_with("result Test syndrome [Photo quality: ") && result.len() > 40,
+        "{:?}",
+        screen.scenes
+    );
+    // a photo the gate accepts gets no advice
+    let fine = LoopSettings {
+        stills: true,
+        ..settings(true, Some(6))
+    };
+    let mut src = SyntheticSource::new(200, 200, &[]);
+    let (mut f, mut screen) = (fake(true), Recorder::default());
+    drive(&mut src, &mut f, &mut screen, &fine, None);
+    assert_eq!(
+        screen.scenes,
+        vec!["message Analysing...", "result Test syndrome"]
+    );
 }
 
 /// Runs the loop; returns the report, the events (as text) and the total slept time.

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod curate;
+pub use curate::{ListArgs, RelabelArgs, RemoveArgs};
+
 /// Offline facial-phenotype matching (GestaltMatcher-Arc): a photo in, the most similar
 /// syndromes of an on-device gallery out. Decision support, not a diagnosis.
 #[derive(Debug, Parser)]
@@ -48,6 +51,12 @@ pub enum GalleryCommand {
     Inspect(InspectArgs),
     /// Import reference encodings (GestaltMatcher CSV files) into a gallery.
     Import(ImportArgs),
+    /// Remove a subject (consent withdrawn) or one image; rewritten atomically, revision + 1.
+    Remove(RemoveArgs),
+    /// Give a subject's images a revised diagnosis; rewritten atomically, revision + 1.
+    Relabel(RelabelArgs),
+    /// List the subjects with their labels and image counts.
+    List(ListArgs),
 }
 
 /// Which face to analyse when a photo holds several.
@@ -121,12 +130,27 @@ pub struct PredictArgs {
     /// Print a JSON array, one object per photo, instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Number of syndromes, genes and patients to list.
+    /// Number of syndromes and genes to list.
     #[arg(long, value_name = "N", default_value = "5")]
     pub top: NonZeroUsize,
+    /// Number of unique gallery patients to list (the service lists 100).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub patients: usize,
     /// Ignore gallery images closer than this cosine distance (probable same patient).
     #[arg(long, value_name = "DISTANCE")]
     pub same_patient_threshold: Option<f32>,
+    /// The photos show one patient: fuse them into one query and print one result (photos
+    /// without a usable face are skipped and listed).
+    #[arg(long)]
+    pub fuse: bool,
+    /// With --fuse: warn when two photos are farther apart than this mean cosine distance
+    /// (they may not show one person) [default: 0.6].
+    #[arg(long, value_name = "DISTANCE", requires = "fuse")]
+    pub consistency_distance: Option<f32>,
+    /// For each of the top-5 syndromes, the distance per model and per view of its nearest
+    /// gallery image.
+    #[arg(long)]
+    pub explain: bool,
     /// Photos (JPEG or PNG).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
@@ -241,6 +265,10 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Patient-grouped: fuse each test subject's images into one query (one outcome per
+    /// patient), as the authors' multi-image evaluation.
+    #[arg(long, conflicts_with = "pairs")]
+    pub group_by_subject: bool,
 }
 
 /// Arguments of `run`.
@@ -291,6 +319,10 @@ pub struct RunArgs {
     /// Stop after N frames (for tests and soak runs).
     #[arg(long, value_name = "N")]
     pub max_frames: Option<u64>,
+    /// Patient session on the camera: take N separate gated photos of one patient, then
+    /// rank them fused as one query (at most the board's max_session_captures).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub session: u32,
 }
 
 /// Inference engine of `bench`: one, or each in its own process.

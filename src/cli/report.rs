@@ -43,7 +43,95 @@ fn opt(v: Option<u32>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
-/// The human-readable result for one photo.
+/// The syndrome rows with their PP4 level (`-`: no thresholds; `none`: none reached).
+fn syndrome_rows(list: &[gestalt_edge::rank::SyndromeHit]) -> String {
+    let mut s = format!(
+        "  {:>2}  {:<32} {:>8} {:>9} {:>8} {:>11}  {}\n",
+        "#",
+        "syndrome",
+        "OMIM",
+        "distance",
+        "gestalt",
+        "ACMG PP4",
+        "nearest gallery image (subject)"
+    );
+    for (i, h) in list.iter().enumerate() {
+        let pp4 = match (h.acmg_pp4.as_str(), h.acmg_pp4_support.as_str()) {
+            ("", "Yes") => "none",
+            ("", _) => "-",
+            (level, _) => level,
+        };
+        s += &format!(
+            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4} {:>11}  {} ({})\n",
+            i + 1,
+            h.syndrome_name,
+            opt(h.omim_id),
+            h.distance,
+            h.gestalt_score,
+            pp4,
+            h.image_id,
+            h.subject_id
+        );
+    }
+    s
+}
+
+/// The `--explain` lines: per syndrome, the mean distance per model and each view's.
+pub fn explanation_lines(e: Option<&[gestalt_edge::rank::explain::Explanation]>) -> String {
+    let mut s = String::new();
+    for x in e.unwrap_or_default() {
+        let models: Vec<String> = x
+            .per_model
+            .iter()
+            .map(|m| format!("{} {:.4}", m.model, m.distance))
+            .collect();
+        let views: Vec<String> = x
+            .per_view
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}{}{} {:.4}",
+                    v.model,
+                    if v.flip { "/flip" } else { "" },
+                    if v.gray { "/gray" } else { "" },
+                    v.distance
+                )
+            })
+            .collect();
+        s += &format!(
+            "  why {} ({}): {}; views: {}\n",
+            x.syndrome_name,
+            x.image_id,
+            models.join(", "),
+            views.join(", ")
+        );
+    }
+    s
+}
+
+/// The table `predict --fuse` prints: one result for several photos of one patient.
+pub fn fused_table(p: &gestalt_edge::pipeline::FusedPrediction) -> String {
+    let mut s = format!(
+        "{} photos fused ({} skipped); model {} [bundle {}], gallery {}, {} images compared\n",
+        p.images.len(),
+        p.skipped.len(),
+        p.model_version,
+        p.bundle_id,
+        p.gallery_version,
+        p.images_compared
+    );
+    for im in &p.images {
+        s += &format!("  photo: {} (face score {:.2})\n", im.image, im.face.score);
+    }
+    s += &syndrome_rows(&p.suggested_syndromes_list);
+    if p.images.len() > 1 {
+        s += "  ACMG PP4: withheld (thresholds are calibrated on single photos)\n";
+    }
+    s += &explanation_lines(p.explanation.as_deref());
+    s += "  Decision support only: similarity to diagnosed cases, not a diagnosis.\n\n";
+    s
+}
+
 /// The table `predict` and `run` print for one photo.
 pub fn prediction_table(p: &Prediction) -> String {
     let mut s = String::new();
@@ -56,22 +144,8 @@ pub fn prediction_table(p: &Prediction) -> String {
         "{}: {faces} found (analysed score {:.2}); model {} [bundle {}], gallery {}, {} images compared\n",
         p.image, p.face.score, p.model_version, p.bundle_id, p.gallery_version, p.images_compared
     );
-    s += &format!(
-        "  {:>2}  {:<32} {:>8} {:>9} {:>8}  {}\n",
-        "#", "syndrome", "OMIM", "distance", "gestalt", "nearest gallery image (subject)"
-    );
-    for (i, h) in p.suggested_syndromes_list.iter().enumerate() {
-        s += &format!(
-            "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}  {} ({})\n",
-            i + 1,
-            h.syndrome_name,
-            opt(h.omim_id),
-            h.distance,
-            h.gestalt_score,
-            h.image_id,
-            h.subject_id
-        );
-    }
+    s += &syndrome_rows(&p.suggested_syndromes_list);
+    s += &explanation_lines(p.explanation.as_deref());
     if !p.suggested_genes_list.is_empty() {
         let genes: Vec<String> = p
             .suggested_genes_list

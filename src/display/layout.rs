@@ -281,6 +281,21 @@ fn result<D: DrawTarget<Color = Rgb888>>(
     let size = d.bounding_box().size;
     let m = t.margin;
     let w = size.width as i32;
+    // advice on the line above the footer; the rows use what is left
+    let bottom = match &r.advice {
+        Some(a) => {
+            let y = bottom - t.line() - m;
+            text(
+                d,
+                &wrap(a, t.chars(w - 2 * m), 1).concat(),
+                Point::new(m, y),
+                t.body,
+                WARN,
+            )?;
+            y
+        }
+        None => bottom,
+    };
     // header: title left, provenance right (dropped when it does not fit)
     text(d, &r.title, Point::new(m, m), t.title, FG)?;
     let title_w = (r.title.chars().count() as u32 * t.title.character_size.width) as i32;

@@ -71,6 +71,8 @@ pub struct ResultView {
     pub rows: Vec<ResultRow>,
     /// The face, square, any size (scaled to fit).
     pub thumbnail: Option<RgbImage>,
+    /// Advice shown under the rows (a still photo the quality gate would have refused).
+    pub advice: Option<String>,
 }
 
 impl ResultView {
@@ -91,6 +93,7 @@ impl ResultView {
                 })
                 .collect(),
             thumbnail: face_thumbnail(frame, &p.face.bbox_px, 112),
+            advice: None,
         }
     }
 }

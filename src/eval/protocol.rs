@@ -14,6 +14,9 @@
 //! gives the unified setting. Errors ([`Error::Gallery`], exit code 6) name the list file
 //! and line: labels that are not in the syndromes table, an image in both the gallery and
 //! the test set, a split without gallery or test images.
+//!
+//! Patient-grouped mode ([`EvalOptions::group_by_subject`]): the test images of a subject
+//! are fused into one query and count as one outcome; the metric is otherwise unchanged.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -37,6 +40,8 @@ pub struct SplitResult {
     pub gallery_syndromes: usize,
     /// Test images.
     pub test_images: usize,
+    /// Ranked queries: the test images, or with patient grouping the test subjects.
+    pub test_queries: usize,
     /// Syndromes in the test set.
     pub test_syndromes: usize,
     /// Test syndromes with no gallery image (their images can never be a hit).
@@ -67,12 +72,16 @@ pub struct EvalReport {
 pub struct EvalOptions {
     /// Storage of the in-memory galleries (as `gallery build --storage`).
     pub storage: Storage,
+    /// Patient-grouped mode: the test images of one subject are fused ([`crate::fuse`]) into
+    /// one query, and each subject is one outcome (the authors' multi-image evaluation).
+    pub group_by_subject: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
         EvalOptions {
             storage: Storage::F16,
+            group_by_subject: false,
         }
     }
 }
@@ -104,6 +113,43 @@ pub fn check_labels(
         }
     }
     Ok(())
+}
+
+/// The test rows as queries: one row each, or grouped by subject (first appearance order).
+/// A subject whose rows carry different labels is an [`Error::Gallery`] naming the line.
+fn queries<'r>(
+    rows: &[&'r ImageRow],
+    group: bool,
+    test: &ImageList,
+    name: &str,
+) -> Result<Vec<Vec<&'r ImageRow>>> {
+    if !group {
+        return Ok(rows.iter().map(|r| vec![*r]).collect());
+    }
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<Vec<&ImageRow>> = Vec::new();
+    for &r in rows {
+        match at.get(r.subject.as_str()) {
+            Some(&i) => {
+                if out[i][0].label != r.label {
+                    return Err(err(
+                        test,
+                        r.line,
+                        format!(
+                            "{name}subject {} has label {} here but {} on line {}; patient grouping needs one label per subject",
+                            r.subject, r.label, out[i][0].label, out[i][0].line
+                        ),
+                    ));
+                }
+                out[i].push(r);
+            }
+            None => {
+                at.insert(r.subject.as_str(), out.len());
+                out.push(vec![r]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn in_split(row: &ImageRow, split: Option<u32>) -> bool {
@@ -225,11 +271,31 @@ pub fn evaluate(
             .collect();
         let rank_opts = RankOptions {
             top: gallery.syndromes().len(),
+            patients: gallery.syndromes().len(),
             same_patient_threshold: None,
         };
+        let test_images = rows.len();
         let mut outcomes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let ranking = rank::rank(get(test, row)?, &gallery, &rank_opts).map_err(|e| {
+        for group in queries(&rows, opts.group_by_subject, test, &name)? {
+            let row = group[0];
+            let fused;
+            let query = if opts.group_by_subject {
+                let photos = group
+                    .iter()
+                    .map(|r| get(test, r).cloned())
+                    .collect::<Result<Vec<_>>>()?;
+                fused = crate::fuse::fuse(&photos).map_err(|e| {
+                    err(
+                        test,
+                        row.line,
+                        format!("{name}subject {}: {e}", row.subject),
+                    )
+                })?;
+                &fused
+            } else {
+                get(test, row)?
+            };
+            let ranking = rank::rank(query, &gallery, &rank_opts).map_err(|e| {
                 err(
                     test,
                     row.line,
@@ -245,7 +311,7 @@ pub fn evaluate(
                 truth: row.label.clone(),
                 position,
             });
-            done += 1;
+            done += group.len();
             progress(done, total);
         }
         let truths: BTreeSet<&str> = outcomes.iter().map(|o| o.truth.as_str()).collect();
@@ -254,7 +320,8 @@ pub fn evaluate(
             split,
             gallery_images: gallery.len(),
             gallery_syndromes: gallery.syndromes().len(),
-            test_images: outcomes.len(),
+            test_images,
+            test_queries: outcomes.len(),
             test_syndromes: truths.len(),
             test_syndromes_not_in_gallery: truths
                 .iter()
@@ -277,4 +344,80 @@ pub fn evaluate(
         test_images: mean(&|r: &SplitResult| r.test_images as f64),
         splits: results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gmdb::reference::EncodingTable;
+    use std::path::PathBuf;
+
+    fn golden(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/eval_grouped")
+            .join(name)
+    }
+
+    /// Against `tests/golden/eval_grouped/make_grouped_golden.py`: per photo and per patient.
+    #[test]
+    fn patient_grouping_matches_the_python_golden() {
+        let exp: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(golden("expected.json")).unwrap())
+                .unwrap();
+        let enc = EncodingTable::read(&golden("encodings.csv")).unwrap();
+        let gallery = ImageList::read(&golden("gallery.csv")).unwrap();
+        let test = ImageList::read(&golden("test.csv")).unwrap();
+        let syndromes = SyndromeTable::read(&golden("syndromes.tsv")).unwrap();
+        let mut embeddings = HashMap::new();
+        for row in gallery.rows.iter().chain(&test.rows) {
+            let im = enc.find(&row.image_id).unwrap().unwrap();
+            embeddings.insert(row.image_id.clone(), im.embeddings.clone());
+        }
+        let mut top1 = Vec::new();
+        for (mode, group) in [("single", false), ("grouped", true)] {
+            let opts = EvalOptions {
+                group_by_subject: group,
+                ..EvalOptions::default()
+            };
+            let r = evaluate(
+                std::slice::from_ref(&gallery),
+                &test,
+                &syndromes,
+                &embeddings,
+                &opts,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            let want = &exp[mode];
+            assert_eq!(r.splits[0].test_images, 72);
+            assert_eq!(
+                r.splits[0].test_queries as u64,
+                want["queries"].as_u64().unwrap(),
+                "{mode}"
+            );
+            for i in 0..4 {
+                let w = want["top_k"][i].as_f64().unwrap();
+                assert!(
+                    (r.top_k[i] - w).abs() < 1e-9,
+                    "{mode} k#{i}: {} vs {w}",
+                    r.top_k[i]
+                );
+            }
+            top1.push(r.top_k[0]);
+        }
+        assert!(top1[1] > top1[0], "fusion helps on this set: {top1:?}");
+    }
+
+    #[test]
+    fn a_subject_with_two_labels_cannot_be_grouped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "image_id,subject,label\n1,a,201\n2,a,202\n").unwrap();
+        let test = ImageList::read(&p).unwrap();
+        let rows: Vec<&ImageRow> = test.rows.iter().collect();
+        let e = queries(&rows, true, &test, "").unwrap_err();
+        assert!(matches!(e, Error::Gallery { .. }), "{e:?}");
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert_eq!(queries(&rows, false, &test, "").unwrap().len(), 2);
+    }
 }

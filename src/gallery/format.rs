@@ -1,12 +1,14 @@
-//! The gallery file layout, version 1.
+//! The gallery file layout, version 2 (version 1 still read).
 //!
 //! Consumes a [`Gallery`] (to write) or the bytes of a file (to read); produces the other.
 //! Layout, all postcard:
 //!
 //! ```text
 //! Header { magic: [u8; 8] = b"GESTALTG", format_version: u16 = 1 }
-//! Body::V1 { bundle_id, gallery_version, revision, keys, storage,
-//!            syndromes, genes, subjects, images, embeddings (length-prefixed raw bytes) }
+//! Body::V2 { bundle_id, gallery_version, revision, keys, storage, syndromes,
+//!            pp4 (per syndrome: four optional gestalt-score thresholds),
+//!            genes, subjects, images, embeddings (length-prefixed raw bytes) }
+//! (Body::V1: the same without pp4; the header says which body follows)
 //! CRC-32 (IEEE, crc32fast) of every preceding byte, little-endian u32
 //! ```
 //!
@@ -22,7 +24,10 @@ use std::path::{Path, PathBuf};
 pub(crate) const MAGIC: [u8; 8] = *b"GESTALTG";
 
 /// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest format version this build still reads.
+pub const OLDEST_READ_VERSION: u16 = 1;
 
 /// Magic, one varint byte of version, at least one byte of body, the CRC.
 pub(crate) const MIN_LEN: usize = MAGIC.len() + 1 + 1 + 4;
@@ -33,16 +38,53 @@ struct Header {
     format_version: u16,
 }
 
-/// The body as read: one variant per layout version.
+/// The body as read: one variant per layout version (postcard's variant index).
 #[derive(serde::Deserialize)]
 enum Body {
-    V1(Data),
+    V1(DataV1),
+    V2(Data),
 }
 
 /// The body as written; encodes exactly like [`Body`] without cloning the data.
 #[derive(serde::Serialize)]
 enum BodyRef<'a> {
-    V1(&'a Data),
+    #[allow(dead_code)]
+    V1(&'a DataV1),
+    V2(&'a Data),
+}
+
+/// The body of format version 1: [`Data`] without PP4 thresholds.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct DataV1 {
+    bundle_id: String,
+    gallery_version: String,
+    revision: u32,
+    keys: Vec<super::KeySpec>,
+    storage: super::Storage,
+    syndromes: Vec<super::Syndrome>,
+    genes: Vec<super::Gene>,
+    subjects: Vec<String>,
+    images: Vec<super::ImageEntry>,
+    #[serde(with = "raw_bytes")]
+    embeddings: Vec<u8>,
+}
+
+impl From<DataV1> for Data {
+    fn from(d: DataV1) -> Data {
+        Data {
+            pp4: vec![Default::default(); d.syndromes.len()],
+            bundle_id: d.bundle_id,
+            gallery_version: d.gallery_version,
+            revision: d.revision,
+            keys: d.keys,
+            storage: d.storage,
+            syndromes: d.syndromes,
+            genes: d.genes,
+            subjects: d.subjects,
+            images: d.images,
+            embeddings: d.embeddings,
+        }
+    }
 }
 
 impl Gallery {
@@ -55,7 +97,7 @@ impl Gallery {
         // Serialising plain structs into a Vec cannot fail; an empty result would be caught
         // by the reader's length and checksum checks anyway.
         let mut out = postcard::to_allocvec(&header).unwrap_or_default();
-        let body = postcard::to_extend(&BodyRef::V1(&self.data), Vec::new()).unwrap_or_default();
+        let body = postcard::to_extend(&BodyRef::V2(&self.data), Vec::new()).unwrap_or_default();
         out.extend_from_slice(&body);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -91,15 +133,15 @@ impl Gallery {
         }
         let (header, rest) = postcard::take_from_bytes::<Header>(bytes)
             .map_err(|e| fail(format!("unreadable header: {e}")))?;
-        if header.format_version != FORMAT_VERSION {
+        if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&header.format_version) {
             let hint = if header.format_version > FORMAT_VERSION {
                 "it was written by a newer gestalt-edge; upgrade this device"
             } else {
                 "rebuild the gallery"
             };
             return Err(fail(format!(
-                "gallery format version {} is not supported (this build reads version {}); {hint}",
-                header.format_version, FORMAT_VERSION
+                "gallery format version {} is not supported (this build reads versions {}-{}); {hint}",
+                header.format_version, OLDEST_READ_VERSION, FORMAT_VERSION
             )));
         }
         let (content, stored) = bytes.split_at(bytes.len() - 4);
@@ -122,7 +164,15 @@ impl Gallery {
                 trailing.len()
             )));
         }
-        let Body::V1(data) = body;
+        let data = match (header.format_version, body) {
+            (1, Body::V1(d)) => Data::from(d),
+            (2, Body::V2(d)) => d,
+            (v, _) => {
+                return Err(fail(format!(
+                    "cannot decode the gallery body: its layout is not that of format version {v}"
+                )))
+            }
+        };
         let index = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
         let lookup = Lookup::of(&data);
         Ok(Gallery {
@@ -138,6 +188,17 @@ impl Gallery {
 /// The error is a sentence naming the first problem.
 fn build_index(d: &Data) -> std::result::Result<Vec<Vec<f32>>, String> {
     check_keys(&d.keys)?;
+    if d.pp4.len() != d.syndromes.len() {
+        return Err(format!(
+            "{} PP4 threshold entries for {} syndromes",
+            d.pp4.len(),
+            d.syndromes.len()
+        ));
+    }
+    for (s, t) in d.syndromes.iter().zip(&d.pp4) {
+        crate::rank::pp4::Pp4Thresholds::new(t.levels())
+            .map_err(|e| format!("syndrome '{}': {e}", s.name))?;
+    }
     first_duplicate(d.syndromes.iter().map(|s| s.name.as_str()), "syndrome")?;
     first_duplicate(d.genes.iter().map(|g| g.name.as_str()), "gene")?;
     first_duplicate(d.subjects.iter().map(String::as_str), "subject")?;

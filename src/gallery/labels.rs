@@ -1,7 +1,8 @@
 //! The labels CSV of `gallery build`: which diagnosed photo shows what.
 //!
 //! Consumes a CSV file with a header naming the columns `image` and `label`, and optionally
-//! `subject`, `omim`, `gene`, `entrez` (any order, any case; fields trimmed); produces one
+//! `subject`, `omim`, `gene`, `entrez` and the PP4 thresholds `very_strong`, `strong`,
+//! `moderate`, `supporting` (any order, any case; fields trimmed); produces one
 //! [`LabelRow`] per record: the image path as written (relative to the CSV's folder) and the
 //! [`Case`] to enrol. Errors name the file and the line; they are usage errors (exit code 2
 //! in the CLI's table): the CSV is the operator's input, not a data file of the reference.
@@ -9,6 +10,7 @@
 use std::path::Path;
 
 use super::Case;
+use crate::rank::pp4::{self, Pp4Thresholds};
 use crate::{Error, Result};
 
 /// One record of a labels CSV.
@@ -20,6 +22,21 @@ pub struct LabelRow {
     pub image: String,
     /// The diagnosis to enrol for that image.
     pub case: Case,
+    /// PP4 thresholds of its syndrome given on this line (rows of one syndrome agree).
+    pub pp4: Option<Pp4Thresholds>,
+}
+
+/// The PP4 thresholds per syndrome named in `rows` (first mention of each).
+pub fn thresholds(rows: &[LabelRow]) -> Vec<(&str, Pp4Thresholds)> {
+    let mut out: Vec<(&str, Pp4Thresholds)> = Vec::new();
+    for r in rows {
+        if let Some(t) = r.pp4 {
+            if !out.iter().any(|(n, _)| *n == r.case.syndrome) {
+                out.push((r.case.syndrome.as_str(), t));
+            }
+        }
+    }
+    out
 }
 
 fn usage(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -38,9 +55,12 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
         .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(image), Some(label)) = (col("image"), col("label")) else {
-        return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez)"));
+        return Err(usage(path, "the header must name the columns image and label (optional: subject, omim, gene, entrez, very_strong, strong, moderate, supporting)"));
     };
     let (subject, omim, gene, entrez) = (col("subject"), col("omim"), col("gene"), col("entrez"));
+    let pp4_cols = pp4::columns(headers.iter());
+    let mut first_pp4: std::collections::HashMap<String, (u64, Pp4Thresholds)> =
+        std::collections::HashMap::new();
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| usage(path, format!("malformed CSV: {e}")))?;
@@ -77,6 +97,22 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
             }
             None => vec![],
         };
+        let t = pp4::from_row(&pp4_cols, |i| record.get(i))
+            .map_err(|e| usage(path, format!("line {line}: {e}")))?;
+        if let Some(t) = t {
+            match first_pp4.get(&syndrome) {
+                Some((first, known)) if *known != t => {
+                    return Err(usage(
+                        path,
+                        format!("line {line}: the PP4 thresholds of '{syndrome}' differ from those on line {first}"),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    first_pp4.insert(syndrome.clone(), (line, t));
+                }
+            }
+        }
         let case = Case {
             image_id: img.clone(),
             subject: field(subject),
@@ -88,6 +124,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
             line,
             image: img,
             case,
+            pp4: t,
         });
     }
     if rows.is_empty() {

@@ -5,8 +5,10 @@
 //! images, one stored vector per (image, key), and an in-memory search index of
 //! L2-normalised `f32` vectors that [`crate::rank`] uses. [`format`] holds the file layout
 //! (postcard, magic, version, CRC-32), [`io`] reading and atomic writing, [`quant`] the f16
-//! and i8 vector storage.
+//! and i8 vector storage, [`curate`] removal and relabelling (consent withdrawn, diagnosis
+//! revised) and the per-syndrome PP4 thresholds.
 
+pub mod curate;
 pub mod format;
 pub mod io;
 pub mod labels;
@@ -14,6 +16,7 @@ pub mod quant;
 pub mod skim;
 
 use crate::embed::{Embeddings, Key};
+use crate::rank::pp4::Pp4Thresholds;
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -134,7 +137,7 @@ pub struct Summary {
     pub file_size_bytes: u64,
 }
 
-/// The persisted content of a gallery (the body of format version 1).
+/// The persisted content of a gallery (the body of format version 2; version 1 lacks `pp4`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Data {
     pub(crate) bundle_id: String,
@@ -143,6 +146,8 @@ pub(crate) struct Data {
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) storage: Storage,
     pub(crate) syndromes: Vec<Syndrome>,
+    /// PP4 thresholds per syndrome, parallel to `syndromes` (empty thresholds: none).
+    pub(crate) pp4: Vec<Pp4Thresholds>,
     pub(crate) genes: Vec<Gene>,
     pub(crate) subjects: Vec<String>,
     pub(crate) images: Vec<ImageEntry>,
@@ -215,6 +220,7 @@ impl Gallery {
                 keys,
                 storage,
                 syndromes: Vec::new(),
+                pp4: Vec::new(),
                 genes: Vec::new(),
                 subjects: Vec::new(),
                 images: Vec::new(),
@@ -324,6 +330,7 @@ impl Gallery {
                     name: case.syndrome.clone(),
                     omim: case.omim,
                 });
+                self.data.pp4.push(Pp4Thresholds::default());
                 let i = self.data.syndromes.len() - 1;
                 self.lookup.syndromes.insert(case.syndrome.clone(), i);
                 i

@@ -29,6 +29,9 @@ const PER_NAME: u64 = 96;
 /// Estimated memory per image beyond its id and genes (the entry, the lookups).
 const PER_IMAGE: u64 = 160;
 
+/// Decoded bytes of one syndrome's PP4 thresholds (four `Option<f32>`).
+const PER_PP4: u64 = 32;
+
 /// Table sizes found by [`skim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skim {
@@ -103,6 +106,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An `Option<f32>`: a tag byte, then four little-endian bytes.
+    fn option_f32(&mut self, what: &str) -> Result<(), String> {
+        match self.byte(what)? {
+            0 => Ok(()),
+            1 => self.skip(4, what),
+            b => Err(format!("{what}: bad option tag {b}")),
+        }
+    }
+
     fn option_u32(&mut self, what: &str) -> Result<(), String> {
         match self.byte(what)? {
             0 => Ok(()),
@@ -126,7 +138,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Walks a format-1 body (`Body::V1(Data)`) and checks its tables against the remaining bytes,
+/// Walks a body (`Body::V1`, or `Body::V2` with its PP4 table) and checks its tables against the remaining bytes,
 /// each other and the memory budget for a file of `file_len` bytes. The error is a sentence
 /// that starts with "cannot decode the gallery body" (the bytes do not hold a body) or
 /// "inconsistent tables" (they do, but the tables disagree or would not fit in memory).
@@ -143,9 +155,12 @@ type Walked = (Vec<u32>, Storage, [u64; 5], u64, u64);
 /// the memory estimate of everything but the embeddings and the index.
 fn walk(body: &[u8]) -> Result<Walked, String> {
     let mut c = Cursor { bytes: body, at: 0 };
-    if c.u32("the body tag")? != 0 {
-        return Err("unknown body layout".into());
-    }
+    // 0: format 1; 1: format 2 (a PP4 table after the syndromes)
+    let with_pp4 = match c.u32("the body tag")? {
+        0 => false,
+        1 => true,
+        _ => return Err("unknown body layout".into()),
+    };
     c.string("the bundle id")?;
     c.string("the gallery version")?;
     c.u32("the revision")?;
@@ -175,6 +190,16 @@ fn walk(body: &[u8]) -> Result<Walked, String> {
             memory = memory.saturating_add(PER_NAME + 2 * name);
         }
         counts[slot] = n;
+        if slot == 1 && with_pp4 {
+            // four optional thresholds (>= 1 byte each) per syndrome
+            let pp4 = c.count("PP4 thresholds", 4)?;
+            for _ in 0..pp4 {
+                for _ in 0..4 {
+                    c.option_f32("PP4 thresholds")?;
+                }
+            }
+            memory = memory.saturating_add(PER_PP4.saturating_mul(pp4));
+        }
     }
     let subjects = c.count("subjects", 1)?;
     for _ in 0..subjects {

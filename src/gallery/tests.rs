@@ -142,7 +142,7 @@ fn roundtrip_keeps_tables_and_vectors() {
         let s = back.summary();
         assert_eq!((s.images, s.subjects, s.syndromes, s.genes), (20, 10, 3, 5));
         assert_eq!(s.file_size_bytes, bytes.len() as u64);
-        assert_eq!((s.format_version, s.storage), (1, storage));
+        assert_eq!((s.format_version, s.storage), (2, storage));
         // f16: 2 bytes per value; i8: 1 byte + 4 bytes of scale per vector
         let per_image = match storage {
             Storage::F16 => 2 * 1152,
@@ -208,10 +208,10 @@ fn wrong_magic_and_future_version() {
     assert!(msg.contains("wrong magic"), "{msg}");
 
     let mut future = b"GESTALTG".to_vec();
-    future.push(2);
+    future.push(3);
     future.extend_from_slice(&[1, 2, 3, 4]);
     let msg = gallery_err(Gallery::from_bytes(&with_crc(future), "g.gal"));
-    assert!(msg.contains("format version 2 is not supported"), "{msg}");
+    assert!(msg.contains("format version 3 is not supported"), "{msg}");
     assert!(msg.contains("newer"), "{msg}");
 }
 
@@ -227,6 +227,15 @@ fn undecodable_body_and_trailing_bytes() {
     extra.push(0);
     let msg = gallery_err(Gallery::from_bytes(&with_crc(extra), "g.gal"));
     assert!(msg.contains("unexpected bytes"), "{msg}");
+
+    // a version-2 header over a version-1 body (variant 0) is refused, not misread
+    let mut mixed = good[..good.len() - 4].to_vec();
+    mixed[9] = 0;
+    let msg = gallery_err(Gallery::from_bytes(&with_crc(mixed), "g.gal"));
+    assert!(
+        msg.contains("cannot decode") || msg.contains("not that of"),
+        "{msg}"
+    );
 }
 
 #[test]

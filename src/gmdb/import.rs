@@ -293,6 +293,12 @@ pub fn import(req: &ImportRequest) -> Result<(Gallery, ImportReport)> {
             .add(&case, &Embeddings { entries })
             .map_err(|e| at(row.line, e.to_string()))?;
     }
+    for s in &req.syndromes.rows {
+        let name = display(&s.id, &s.name);
+        if let (Some(t), true) = (s.pp4, gallery.syndromes().iter().any(|x| x.name == name)) {
+            gallery.set_pp4(&name, t)?;
+        }
+    }
     if gallery.is_empty() {
         return Err(Error::gallery(
             &list.path,

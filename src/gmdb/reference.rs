@@ -388,7 +388,7 @@ impl ImageList {
 }
 
 /// One syndrome of the syndromes TSV.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyndromeInfo {
     /// `syndrome_id`, canonical form.
     pub id: String,
@@ -396,10 +396,14 @@ pub struct SyndromeInfo {
     pub name: String,
     /// OMIM number, when given.
     pub omim: Option<u32>,
+    /// ACMG PP4 gestalt-score thresholds, when given.
+    pub pp4: Option<crate::rank::pp4::Pp4Thresholds>,
 }
 
 /// A parsed syndromes TSV (`syndrome_id, syndrome_name, OMIM`, tab-separated; a header
-/// line is recognised by a non-numeric first cell and skipped).
+/// line is recognised by a non-numeric first cell and skipped). Optional PP4 thresholds:
+/// columns named `very_strong, strong, moderate, supporting` in the header; without a header,
+/// the 4th to 7th columns.
 #[derive(Debug, Clone)]
 pub struct SyndromeTable {
     /// The file.
@@ -419,6 +423,7 @@ impl SyndromeTable {
             rows: Vec::new(),
             by_id: HashMap::new(),
         };
+        let mut pp4_cols = [Some(3), Some(4), Some(5), Some(6)];
         for (i, raw) in text.lines().enumerate() {
             let line = i as u64 + 1;
             if raw.trim().is_empty() {
@@ -437,6 +442,8 @@ impl SyndromeTable {
                 && whole(cells[0]).is_none()
                 && cells[0].to_ascii_lowercase().contains("id")
             {
+                // with a header, only named threshold columns count
+                pp4_cols = crate::rank::pp4::columns(cells.iter().copied());
                 continue; // header
             }
             let id = canonical_id(cells[0]);
@@ -457,7 +464,14 @@ impl SyndromeTable {
                 return Err(err(path, line, format!("syndrome_id {id} is listed twice")));
             }
             t.by_id.insert(id.clone(), t.rows.len());
-            t.rows.push(SyndromeInfo { id, name, omim });
+            let pp4 = crate::rank::pp4::from_row(&pp4_cols, |i| cells.get(i).copied())
+                .map_err(|e| err(path, line, e))?;
+            t.rows.push(SyndromeInfo {
+                id,
+                name,
+                omim,
+                pp4,
+            });
         }
         if t.rows.is_empty() {
             return Err(err(path, 0, "lists no syndromes"));
@@ -539,5 +553,31 @@ mod tests {
         assert_eq!(canonical_id("abc"), "abc");
         assert_eq!(id_prefix("dir/1234_crop_square.jpg"), "1234");
         assert_eq!(id_prefix("99.png"), "99");
+    }
+
+    #[test]
+    fn syndrome_pp4_thresholds_are_checked_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.tsv");
+        let read = |text: &str| std::fs::write(&p, text).map(|_| SyndromeTable::read(&p));
+        let t = read("id\tname\tOMIM\tstrong\tsupporting\n1\tA\t10\t0.8\t0.5\n2\tB\t\t\t\n");
+        let t = t.unwrap().unwrap();
+        let want = [None, Some(0.8), None, Some(0.5)];
+        assert_eq!(
+            (t.rows[0].pp4.unwrap().levels(), t.rows[1].pp4),
+            (want, None)
+        );
+        // no header: 4th to 7th columns
+        let t = read("1\tA\t10\t0.9\t0.8\t0.7\t0.6\n").unwrap().unwrap();
+        assert_eq!(t.rows[0].pp4.unwrap().level(0.75), "moderate");
+        for bad in ["1\tA\t10\t0.5\t0.8\n", "1\tA\t10\tx\n"] {
+            let e = read(&format!("2\tB\t1\n{bad}")).unwrap().unwrap_err();
+            assert!(matches!(e, Error::Gallery { .. }), "{e:?}");
+            let m = e.to_string();
+            assert!(
+                m.contains("s.tsv") && m.contains("line 2") && m.contains("PP4"),
+                "{m}"
+            );
+        }
     }
 }

@@ -77,7 +77,7 @@ pub(super) fn lists_full(
     let [n_syn, n_subj, n_genes] = store.table_sizes();
     let (want_syn, want_subj, want_genes) = (
         opts.top.min(n_syn),
-        opts.top.min(n_subj),
+        opts.patients.min(n_subj),
         opts.top.min(n_genes),
     );
     let (mut syn, mut subj, mut genes) = (HashSet::new(), HashSet::new(), HashSet::new());

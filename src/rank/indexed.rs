@@ -142,6 +142,7 @@ pub fn rank_indexed(
     let store = GalleryStore(gallery);
     let search_opts = SearchOptions {
         top: opts.top,
+        patients: opts.patients,
         same_patient_threshold: opts.same_patient_threshold,
         threads,
         max_exact,

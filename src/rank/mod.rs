@@ -4,12 +4,16 @@
 //! images sorted by mean key-paired cosine distance ([`distance`]), then the syndromes
 //! (nearest neighbour: a syndrome's distance is that of its closest image), genes and
 //! patients in order of first occurrence in that image list, as the GestaltMatcher-Arc
-//! reference reports them. `gestalt_score = 1.3 - distance`.
+//! reference reports them. `gestalt_score = 1.3 - distance`. Syndromes carry the ACMG PP4
+//! level of their score ([`pp4`]); the patient list is sized on its own
+//! ([`RankOptions::patients`], the service lists 100).
 
 pub mod distance;
 mod exact;
+pub mod explain;
 pub mod indexed;
 pub mod pca;
+pub mod pp4;
 pub mod scan;
 pub mod search;
 pub mod synthetic;
@@ -30,8 +34,10 @@ pub const GESTALT_OFFSET: f32 = 1.3;
 /// How to rank.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RankOptions {
-    /// Maximum entries per list (syndromes, genes, patients); 0 gives empty lists.
+    /// Maximum entries in the syndrome and gene lists; 0 gives empty lists.
     pub top: usize,
+    /// Maximum entries in the patient list (unique subjects; the service lists 100).
+    pub patients: usize,
     /// Gallery images closer than this mean cosine distance are dropped before ranking as
     /// probable photos of the same patient (the reference used 0.4, later 0.3). `None` keeps
     /// every image.
@@ -53,6 +59,28 @@ pub struct SyndromeHit {
     pub image_id: String,
     /// Its subject (patient).
     pub subject_id: String,
+    /// ACMG PP4 level reached by the gestalt score (`very_strong`, `strong`, `moderate`,
+    /// `supporting`), or "" (see [`pp4`]).
+    #[serde(rename = "ACMG_PP4")]
+    pub acmg_pp4: String,
+    /// "Yes" when the syndrome has PP4 thresholds, "Not available yet" when not, or why the
+    /// level was withheld.
+    #[serde(rename = "ACMG_PP4_support")]
+    pub acmg_pp4_support: String,
+    /// Calibrated probability; `None` (JSON null) without a calibration, as the service.
+    pub probability: Option<f32>,
+    /// Lower bound of its 95 % interval; `None` without a calibration.
+    pub ci_lower: Option<f32>,
+    /// Upper bound of its 95 % interval; `None` without a calibration.
+    pub ci_upper: Option<f32>,
+}
+
+impl SyndromeHit {
+    /// Clears the PP4 level and says why in `ACMG_PP4_support`.
+    pub fn withhold_pp4(&mut self, why: &str) {
+        self.acmg_pp4.clear();
+        self.acmg_pp4_support = why.to_string();
+    }
 }
 
 /// One suggested gene. Field names are the JSON contract.
@@ -79,6 +107,10 @@ pub struct GeneHit {
 pub struct PatientHit {
     /// Subject (patient) id.
     pub subject_id: String,
+    /// The first gene of that image, when it has one (as the service reports it).
+    pub gene_name: Option<String>,
+    /// Its Entrez id, when known.
+    pub gene_entrez_id: Option<u32>,
     /// The patient's syndrome (of the nearest image of this patient).
     pub syndrome_name: String,
     /// Its OMIM number, when known.
@@ -150,6 +182,7 @@ pub(crate) fn lists(
         let omim_id = syndrome.and_then(|s| s.omim);
         let score = GESTALT_OFFSET - d;
         if out.syndromes.len() < opts.top && seen_syndromes.insert(image.syndrome) {
+            let (level, support) = pp4::assess(gallery.pp4(image.syndrome as usize), score);
             out.syndromes.push(SyndromeHit {
                 syndrome_name: syndrome_name.clone(),
                 omim_id,
@@ -157,6 +190,11 @@ pub(crate) fn lists(
                 gestalt_score: score,
                 image_id: image.image_id.clone(),
                 subject_id: subject_name(image.subject),
+                acmg_pp4: level.to_string(),
+                acmg_pp4_support: support.to_string(),
+                probability: None,
+                ci_lower: None,
+                ci_upper: None,
             });
         }
         for &g in &image.genes {
@@ -178,9 +216,12 @@ pub(crate) fn lists(
                 });
             }
         }
-        if out.patients.len() < opts.top && seen_subjects.insert(image.subject) {
+        if out.patients.len() < opts.patients && seen_subjects.insert(image.subject) {
+            let first_gene = image.genes.first().and_then(|&g| genes.get(g as usize));
             out.patients.push(PatientHit {
                 subject_id: subject_name(image.subject),
+                gene_name: first_gene.map(|g| g.name.clone()),
+                gene_entrez_id: first_gene.and_then(|g| g.entrez),
                 syndrome_name,
                 omim_id,
                 distance: d,

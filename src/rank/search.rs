@@ -96,8 +96,10 @@ impl Default for IndexParams {
 /// How to search.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
-    /// Entries per list (syndromes, genes, patients), as [`super::RankOptions::top`].
+    /// Entries in the syndrome and gene lists, as [`super::RankOptions::top`].
     pub top: usize,
+    /// Entries in the patient list, as [`super::RankOptions::patients`].
+    pub patients: usize,
     /// Same-patient filter, as [`super::RankOptions::same_patient_threshold`].
     pub same_patient_threshold: Option<f32>,
     /// Worker threads for the scan and the re-rank.

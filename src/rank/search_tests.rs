@@ -27,6 +27,7 @@ fn params(dims: usize) -> IndexParams {
 fn opts(top: usize, threshold: Option<f32>) -> SearchOptions {
     SearchOptions {
         top,
+        patients: top,
         same_patient_threshold: threshold,
         threads: 2,
         max_exact: None,
@@ -169,6 +170,7 @@ fn gallery_ranking_through_the_index_is_the_flat_ranking() {
             let q = embeddings(model.image(qi as usize * 3, subject, &mut rng));
             let opts = RankOptions {
                 top: 5,
+                patients: 5,
                 same_patient_threshold: threshold,
             };
             let flat = rank(&q, &g, &opts).unwrap();
@@ -183,6 +185,7 @@ fn gallery_ranking_through_the_index_is_the_flat_ranking() {
         let q = embeddings(model.image(1, 1 << 41, &mut rng));
         let opts = RankOptions {
             top: 5,
+            patients: 5,
             same_patient_threshold: None,
         };
         let (_, report) = rank_indexed(&q, &g, None, &opts, 2, None).unwrap();
@@ -280,6 +283,7 @@ fn a_matcher_indexes_large_galleries_only_and_ranks_as_the_flat_scan() {
     assert!(matcher.index().is_some(), "{} images", g.len());
     let opts = RankOptions {
         top: 5,
+        patients: 30,
         same_patient_threshold: Some(0.02),
     };
     for qi in 0..3 {

@@ -80,6 +80,7 @@ fn query() -> Embeddings {
 fn opts(top: usize, threshold: Option<f32>) -> RankOptions {
     RankOptions {
         top,
+        patients: top,
         same_patient_threshold: threshold,
     }
 }
@@ -187,6 +188,95 @@ fn top_truncates_every_list() {
 }
 
 #[test]
+fn patients_are_sized_apart_from_top() {
+    let o = RankOptions {
+        top: 1,
+        patients: 3,
+        same_patient_threshold: None,
+    };
+    let r = rank(&query(), &gallery(), &o).unwrap();
+    assert_eq!((r.syndromes.len(), r.genes.len()), (1, 1));
+    let p: Vec<_> = r.patients.iter().map(|p| p.subject_id.as_str()).collect();
+    assert_eq!(p, ["p3", "p4", "p1"]);
+    // the gene of the patient's image: its first gene entry, none for img4
+    assert_eq!(r.patients[0].gene_name.as_deref(), Some("G3"));
+    assert_eq!(r.patients[1].gene_name, None);
+    assert_eq!(r.patients[2].gene_name.as_deref(), Some("G1"));
+}
+
+#[test]
+fn pp4_levels_follow_the_gallery_thresholds() {
+    use crate::rank::pp4::Pp4Thresholds;
+    // S1's nearest image is img4 at distance 0.4: gestalt score 0.9
+    let mut g = gallery();
+    let at = |vs: f32| Pp4Thresholds::new([Some(vs), Some(0.85), None, Some(0.3)]).unwrap();
+    for (vs, level) in [(0.9, "very_strong"), (0.9001, "strong")] {
+        g.set_pp4("S1", at(vs)).unwrap();
+        let r = rank(&query(), &g, &opts(10, None)).unwrap();
+        let s1 = r
+            .syndromes
+            .iter()
+            .find(|s| s.syndrome_name == "S1")
+            .unwrap();
+        assert!(close(s1.gestalt_score, 0.9));
+        assert_eq!(
+            (s1.acmg_pp4.as_str(), s1.acmg_pp4_support.as_str()),
+            (level, "Yes")
+        );
+        let s2 = r
+            .syndromes
+            .iter()
+            .find(|s| s.syndrome_name == "S2")
+            .unwrap();
+        assert_eq!(
+            (s2.acmg_pp4.as_str(), s2.acmg_pp4_support.as_str()),
+            ("", "Not available yet")
+        );
+    }
+    // S3 at distance 2.0 (score -0.7) reaches no level but has thresholds
+    g.set_pp4("S3", at(1.0)).unwrap();
+    let r = rank(&query(), &g, &opts(10, None)).unwrap();
+    let mut s3 = r
+        .syndromes
+        .iter()
+        .find(|s| s.syndrome_name == "S3")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (s3.acmg_pp4.as_str(), s3.acmg_pp4_support.as_str()),
+        ("", "Yes")
+    );
+    s3.withhold_pp4("why");
+    assert_eq!(s3.acmg_pp4_support, "why");
+}
+
+#[test]
+fn explanation_gives_the_distance_per_view_of_the_nearest_image() {
+    let g = gallery();
+    let r = rank(&query(), &g, &opts(10, None)).unwrap();
+    let e = explain::explain(&query(), &g, &r.syndromes, 2);
+    assert_eq!(e.len(), 2);
+    // S1's nearest image is img4: A (3,4) against (1,0) -> 0.4, B (4,3) against (0,1) -> 0.4
+    assert_eq!(
+        (e[1].syndrome_name.as_str(), e[1].image_id.as_str()),
+        ("S1", "img4")
+    );
+    let views: Vec<(bool, f32)> = e[1].per_view.iter().map(|v| (v.flip, v.distance)).collect();
+    assert!(
+        close(views[0].1, 0.4) && close(views[1].1, 0.4),
+        "{views:?}"
+    );
+    assert_eq!((views[0].0, views[1].0), (false, true));
+    // S3 via img3 (distance 2 on both views); one model, mean 2
+    let e = explain::explain(&query(), &g, &r.syndromes, 5);
+    assert_eq!(e.len(), 3);
+    assert_eq!(e[2].per_model.len(), 1);
+    assert!(close(e[2].per_model[0].distance, 2.0) && close(e[2].distance, 2.0));
+    // img1 (S2's second image) would be 1 on A and 0 on B: explanations use the ranked image
+    assert!(e[0].per_view.iter().all(|v| close(v.distance, 0.0)));
+}
+
+#[test]
 fn same_patient_filter_drops_near_duplicates() {
     let r = rank(&query(), &gallery(), &opts(10, Some(0.1))).unwrap();
     assert_eq!(r.images_compared, 5);
@@ -261,14 +351,23 @@ fn json_field_names_are_the_contract() {
     assert_eq!(
         names(&v["syndromes"][0]),
         [
+            "ACMG_PP4",
+            "ACMG_PP4_support",
+            "ci_lower",
+            "ci_upper",
             "distance",
             "gestalt_score",
             "image_id",
             "omim_id",
+            "probability",
             "subject_id",
             "syndrome_name"
         ]
     );
+    for k in ["probability", "ci_lower", "ci_upper"] {
+        assert_eq!(v["syndromes"][0][k], serde_json::Value::Null, "{k}");
+    }
+    assert_eq!(v["syndromes"][0]["ACMG_PP4_support"], "Not available yet");
     assert_eq!(
         names(&v["genes"][0]),
         [
@@ -285,6 +384,8 @@ fn json_field_names_are_the_contract() {
         names(&v["patients"][0]),
         [
             "distance",
+            "gene_entrez_id",
+            "gene_name",
             "gestalt_score",
             "image_id",
             "omim_id",
@@ -292,6 +393,8 @@ fn json_field_names_are_the_contract() {
             "syndrome_name"
         ]
     );
+    // p3's nearest image img2 has gene G3 first
+    assert_eq!(v["patients"][0]["gene_name"], "G3");
     assert_eq!(v["syndromes"][0]["omim_id"], serde_json::Value::Null);
 }
 

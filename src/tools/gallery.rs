@@ -148,6 +148,7 @@ pub fn search_bench(
     let mut rng = Rng::new(seed ^ 0x0e11);
     let opts = RankOptions {
         top: 5,
+        patients: 5,
         same_patient_threshold: None,
     };
     let (mut flat_ms, mut fast_ms, mut capped_ms, mut scored) =

@@ -155,6 +155,7 @@ fn ranked_lists_are_identical_to_python() {
                     &g,
                     &RankOptions {
                         top: 100,
+                        patients: 100,
                         same_patient_threshold: None,
                     },
                 )

@@ -36,6 +36,7 @@ fn demo_gallery_indexed_equals_flat_on_real_photos() {
         for threshold in [None, Some(0.4)] {
             let opts = RankOptions {
                 top: 5,
+                patients: 5,
                 same_patient_threshold: threshold,
             };
             let flat = rank(&a.embeddings, &gallery, &opts).expect("flat");
@@ -104,6 +105,7 @@ fn structured_gallery_file_indexed_equals_flat() {
         let threshold = if q % 2 == 0 { None } else { Some(0.3) };
         let opts = RankOptions {
             top: 5,
+            patients: 5,
             same_patient_threshold: threshold,
         };
         let flat = rank(&query, &g, &opts).expect("flat");

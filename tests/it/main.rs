@@ -10,6 +10,7 @@ mod util;
 mod align_golden;
 mod bad_input;
 mod cli;
+mod clinical;
 mod corpus;
 mod detector_input;
 mod device;

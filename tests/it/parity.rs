@@ -241,6 +241,7 @@ fn distances_and_rankings_match_python() {
     }
     let opts = RankOptions {
         top: 10,
+        patients: 10,
         same_patient_threshold: None,
     };
     for (qi, q) in g["queries"].as_array().unwrap().iter().enumerate() {

@@ -284,6 +284,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     let opts = PipelineOptions::default();
     let rank_opts = RankOptions {
         top: 5,
+        patients: 5,
         same_patient_threshold: None,
     };
     let limits = Limits::default();

@@ -159,6 +159,7 @@ fn report_json(r: &EvalReport, source: &str) -> serde_json::Value {
                 "gallery_images": s.gallery_images,
                 "gallery_syndromes": s.gallery_syndromes,
                 "test_images": s.test_images,
+                "test_queries": s.test_queries,
                 "test_syndromes": s.test_syndromes,
                 "test_syndromes_not_in_gallery": s.test_syndromes_not_in_gallery,
                 "top_k_mean_accuracy": pct_map(&s.top_k),
@@ -227,6 +228,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
             StorageArg::F16 => Storage::F16,
             StorageArg::I8 => Storage::I8,
         },
+        group_by_subject: a.group_by_subject,
     };
     let pb = bar(0, "test images ranked");
     let report = protocol::evaluate(
@@ -260,10 +262,9 @@ pub fn run(a: EvalArgs) -> Result<i32> {
         reference::write_encodings(path, &all)?;
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report_json(&report, source)).unwrap_or_default()
-        );
+        let mut v = report_json(&report, source);
+        v["group_by_subject"] = serde_json::json!(a.group_by_subject);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         let names: Vec<String> = a
             .gallery_images
@@ -271,9 +272,14 @@ pub fn run(a: EvalArgs) -> Result<i32> {
             .map(|p| p.display().to_string())
             .collect();
         let title = format!(
-            "gallery: {}; test: {}; from {source}",
+            "gallery: {}; test: {}{}; from {source}",
             names.join(" + "),
-            test.display()
+            test.display(),
+            if a.group_by_subject {
+                " (one fused query per patient)"
+            } else {
+                ""
+            }
         );
         print!("{}", report::eval_table(&report, &title));
     }

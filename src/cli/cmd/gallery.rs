@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gestalt_edge::gallery::labels::read_labels;
+use gestalt_edge::gallery::labels::{self, read_labels};
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::{pipeline, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,6 +82,12 @@ pub fn build(a: BuildArgs) -> Result<i32> {
         });
     }
     gallery.set_revision(a.revision);
+    for (label, t) in labels::thresholds(&rows) {
+        // a syndrome all of whose photos were skipped is not in the gallery
+        if gallery.syndromes().iter().any(|s| s.name == label) {
+            gallery.set_pp4(label, t)?;
+        }
+    }
     gallery.write_atomic(&a.out)?;
     let s = gallery.summary();
     println!(

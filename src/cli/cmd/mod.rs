@@ -4,7 +4,9 @@
 pub mod bench;
 mod bench_engines;
 pub mod compile;
+pub mod curate;
 pub mod eval;
+mod fuse;
 pub mod gallery;
 pub mod import;
 pub mod model;

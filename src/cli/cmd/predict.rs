@@ -29,8 +29,19 @@ pub fn run(a: PredictArgs) -> Result<i32> {
     let matcher = Matcher::flat(&gallery);
     let rank_opts = RankOptions {
         top: a.top.get(),
+        patients: a.patients,
         same_patient_threshold: a.same_patient_threshold,
     };
+    if let Some(d) = a.consistency_distance {
+        if !(d.is_finite() && (0.0..=2.0).contains(&d)) {
+            return Err(Error::Usage(
+                "--consistency-distance must be a distance in 0..=2".into(),
+            ));
+        }
+    }
+    if a.fuse {
+        return super::fuse::run(&a, &session, &matcher, &rank_opts);
+    }
 
     let mut first_failure = exit::OK;
     let mut json = Vec::new();
@@ -48,7 +59,10 @@ pub fn run(a: PredictArgs) -> Result<i32> {
                 )
             });
         match result {
-            Ok(p) => {
+            Ok(mut p) => {
+                if a.explain {
+                    pipeline::explain(&mut p, &gallery);
+                }
                 if a.json {
                     json.push(serde_json::to_value(&p).unwrap_or_default());
                 } else {

@@ -151,6 +151,18 @@ fn unix_now() -> u64 {
 /// Runs the device loop until it ends; the exit code says how it ended.
 pub fn run(a: RunArgs) -> Result<i32> {
     let board = Board::load(&a.board)?;
+    let most = board.run.max_session_captures.max(1);
+    if a.session == 0 || a.session > most {
+        return Err(Error::Usage(format!(
+            "--session {}: board {} allows 1 to {most} captures per session (max_session_captures)",
+            a.session, board.board.name
+        )));
+    }
+    if a.session > 1 && matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)) {
+        return Err(Error::Usage(
+            "--session fuses live captures of one patient; photos from files are analysed one by one (use predict --fuse for photos)".into(),
+        ));
+    }
     if let Some(s) = a.result_seconds {
         if !(s.is_finite() && s >= 0.0) {
             return Err(Error::Usage("--result-seconds must be zero or more".into()));
@@ -231,6 +243,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         options: session.settings.pipeline,
         rank: RankOptions {
             top: 5,
+            patients: 5,
             same_patient_threshold: None,
         },
     };
@@ -242,6 +255,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         result_hold: Duration::from_secs_f32(a.result_seconds.unwrap_or(board.run.result_seconds)),
         backoff: device::Backoff::default(),
         max_retries: a.max_retries,
+        // photos cannot follow the gate's instructions: analyse each, advise on quality
+        stills: matches!(SourceSpec::parse(&a.source), SourceSpec::Path(_)),
+        session_captures: a.session,
     };
     let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
@@ -311,7 +327,13 @@ fn report_event(e: &Event, a: &RunArgs) {
             let why = match trigger {
                 Trigger::Steady => "steady face passed the quality gate",
                 Trigger::Key => "key pressed",
+                Trigger::Still => "a new photo with a face",
             };
+            if let (Trigger::Still, Some(q)) = (trigger, quality) {
+                if !q.passes() {
+                    eprintln!("advice: {}", device::still_advice(q.verdict()));
+                }
+            }
             match quality {
                 Some(q) => eprintln!(
                     "capture: {why} (face {:.0}% of the height, sharpness {:.0}, yaw {:.2}, pitch {:.2}, roll {:.1} deg, brightness {:.0})",

@@ -1,0 +1,128 @@
+//! `gestalt-edge gallery remove | relabel | list`: a clinic corrects its gallery (consent
+//! withdrawn, diagnosis revised) and sees who is in it. The edits are
+//! `gestalt_edge::gallery::curate`; this file parses flags, writes the file atomically with
+//! the revision one higher, and says what changed.
+
+use std::path::{Path, PathBuf};
+
+use gestalt_edge::gallery::curate::Removed;
+use gestalt_edge::gallery::Gallery;
+use gestalt_edge::{Error, Result};
+
+use crate::cli::args::{ListArgs, RelabelArgs, RemoveArgs};
+
+/// Writes the edited gallery with the revision one higher; a signature beside it no
+/// longer matches, which the operator is told.
+fn save(g: &mut Gallery, path: &Path) -> Result<()> {
+    g.bump_revision()?;
+    g.write_atomic(path)?;
+    let sig = PathBuf::from(format!("{}.sig", path.display()));
+    if sig.exists() {
+        eprintln!(
+            "note: {} was made for the previous content and no longer matches; sign the gallery again (gestalt-edge sign) before deploying it",
+            sig.display()
+        );
+    }
+    Ok(())
+}
+
+fn describe(r: &Removed) -> String {
+    let mut s = format!("{} image{}", r.images, if r.images == 1 { "" } else { "s" });
+    if r.subjects > 0 {
+        s += &format!(", {} subject(s)", r.subjects);
+    }
+    if !r.syndromes.is_empty() {
+        s += &format!(
+            ", syndrome(s) left without images: {}",
+            r.syndromes.join(", ")
+        );
+    }
+    s
+}
+
+pub fn remove(a: RemoveArgs) -> Result<i32> {
+    let mut g = Gallery::read(&a.gallery)?;
+    let removed = match (&a.subject, &a.image) {
+        (Some(s), None) => g.remove_subject(s)?,
+        (None, Some(i)) => g.remove_image(i)?,
+        _ => return Err(Error::Usage("give --subject or --image".into())),
+    };
+    save(&mut g, &a.gallery)?;
+    println!(
+        "removed {} from {}: now {} images, {} subjects, revision {}",
+        describe(&removed),
+        a.gallery.display(),
+        g.len(),
+        g.subjects().len(),
+        g.revision()
+    );
+    Ok(0)
+}
+
+pub fn relabel(a: RelabelArgs) -> Result<i32> {
+    let mut g = Gallery::read(&a.gallery)?;
+    let gene = a.gene.as_deref().map(|n| (n, a.entrez));
+    let removed = g.relabel(&a.subject, &a.label, a.omim, gene)?;
+    save(&mut g, &a.gallery)?;
+    let omim = g
+        .syndromes()
+        .iter()
+        .find(|s| s.name == a.label)
+        .and_then(|s| s.omim)
+        .map_or_else(|| "no OMIM".to_string(), |o| format!("OMIM {o}"));
+    let mut line = format!(
+        "relabelled subject {} as {} ({omim}) in {}: revision {}",
+        a.subject,
+        a.label,
+        a.gallery.display(),
+        g.revision()
+    );
+    if !removed.syndromes.is_empty() {
+        line += &format!(
+            "; left without images and removed: {}",
+            removed.syndromes.join(", ")
+        );
+    }
+    println!("{line}");
+    Ok(0)
+}
+
+pub fn list(a: ListArgs) -> Result<i32> {
+    let g = Gallery::read(&a.gallery)?;
+    let subjects = g.subject_summaries();
+    if a.json {
+        let v = serde_json::json!({
+            "gallery_version": g.gallery_version(),
+            "revision": g.revision(),
+            "images": g.len(),
+            "subjects": subjects,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("{:<24} {:>6}  labels (OMIM)", "subject", "images");
+    for s in &subjects {
+        let labels: Vec<String> = s
+            .labels
+            .iter()
+            .zip(&s.omim_ids)
+            .map(|(l, o)| match o {
+                Some(o) => format!("{l} ({o})"),
+                None => l.clone(),
+            })
+            .collect();
+        println!(
+            "{:<24} {:>6}  {}",
+            s.subject_id,
+            s.images,
+            labels.join("; ")
+        );
+    }
+    println!(
+        "{} subjects, {} images, revision {}",
+        subjects.len(),
+        g.len(),
+        g.revision()
+    );
+    Ok(0)
+}
