@@ -22,6 +22,7 @@ pub mod capture;
 pub mod detect;
 pub mod display;
 pub mod embed;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod gallery;

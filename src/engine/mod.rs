@@ -1,0 +1,4 @@
+//! Inference engines beside the tract-onnx one in `bundle`: today the native engine on
+//! tract-linalg kernels.
+
+pub mod native;
