@@ -12,7 +12,7 @@ use tract_linalg::{MmmDispatch, WeightType};
 use super::NativeError;
 
 /// Element type of a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Precision {
     /// f32 x f32 -> f32.
     F32,

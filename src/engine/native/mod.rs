@@ -9,6 +9,7 @@
 //! A model with an operation outside the set fails with [`NativeError::Unsupported`]; the
 //! caller then runs it on tract-onnx.
 
+pub mod choose;
 pub mod exec;
 pub mod fold;
 pub mod im2col;
