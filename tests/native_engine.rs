@@ -161,3 +161,27 @@ fn an_unsupported_op_is_named() {
         other => panic!("expected an unsupported op, got {other:?}"),
     }
 }
+
+#[test]
+fn a_compiled_file_runs_like_the_onnx() {
+    use gestalt_edge::engine::native::compiled::Source;
+    let bytes = std::fs::read(root().join("models/demo/sface.onnx")).unwrap();
+    let src = Source {
+        sha256: [1; 32],
+        width: 112,
+        height: 112,
+    };
+    let file = NativeNet::compile(&bytes, &src).unwrap();
+    let from_file = NativeNet::from_compiled(&file, &src, 2, &mut ByFeatures).unwrap();
+    let direct = NativeNet::from_onnx(&bytes, 112, 112, 2, &mut ByFeatures).unwrap();
+    let x = image(3 * 112 * 112, 9, 0.0, 255.0);
+    assert_eq!(from_file.run(&x).unwrap(), direct.run(&x).unwrap());
+    let other = Source {
+        sha256: [2; 32],
+        ..src
+    };
+    assert!(matches!(
+        NativeNet::from_compiled(&file, &other, 2, &mut ByFeatures),
+        Err(NativeError::Compiled(_))
+    ));
+}

@@ -10,6 +10,7 @@
 //! caller then runs it on tract-onnx.
 
 pub mod choose;
+pub mod compiled;
 pub mod exec;
 pub mod fold;
 pub mod im2col;
@@ -55,6 +56,9 @@ pub enum NativeError {
     /// tract-linalg refused a product or a packing.
     #[error("matrix kernel: {0}")]
     Kernel(String),
+    /// A compiled model file was refused.
+    #[error(transparent)]
+    Compiled(#[from] compiled::CompiledError),
 }
 
 /// Picks kernels by CPU features alone (deterministic: the same choice on every run).
@@ -99,6 +103,24 @@ impl NativeNet {
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
         let model = import::import(bytes, width, height)?;
+        NativeNet::from_model(&model, threads, chooser)
+    }
+
+    /// The compiled file of ONNX `bytes` for a `width` x `height` input: the imported model
+    /// (see [`compiled`]), tagged with `source` (the ONNX file's sha256 and the size).
+    pub fn compile(bytes: &[u8], source: &compiled::Source) -> Result<Vec<u8>, NativeError> {
+        let model = import::import(bytes, source.width as usize, source.height as usize)?;
+        Ok(compiled::write(&model, source))
+    }
+
+    /// Loads a compiled file made from `source` and plans it (packing happens here).
+    pub fn from_compiled(
+        bytes: &[u8],
+        source: &compiled::Source,
+        threads: usize,
+        chooser: &mut dyn plan::KernelChooser,
+    ) -> Result<NativeNet, NativeError> {
+        let model = compiled::read(bytes, source)?;
         NativeNet::from_model(&model, threads, chooser)
     }
 
