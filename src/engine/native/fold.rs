@@ -106,6 +106,26 @@ pub fn fold_input_affine(conv: &mut Conv, scale: &[f32], shift: &[f32]) -> bool 
     true
 }
 
+/// Folds an affine step on the output of float convolution `conv` (nothing after it yet)
+/// into its weights and bias. Returns false (nothing changed) when it cannot.
+pub fn fold_output_affine(conv: &mut Conv, post: &super::ir::Post) -> bool {
+    let super::ir::Post::Affine { scale, shift } = post else {
+        return false;
+    };
+    if !conv.post.is_empty() || scale.len() != conv.cout || shift.len() != conv.cout {
+        return false;
+    }
+    let Weights::F32(w) = &mut conv.weights else {
+        return false;
+    };
+    let k = w.len() / conv.cout.max(1);
+    for (o, row) in w.chunks_mut(k.max(1)).enumerate() {
+        row.iter_mut().for_each(|x| *x *= scale[o]);
+        conv.bias[o] = conv.bias[o] * scale[o] + shift[o];
+    }
+    true
+}
+
 fn bad(n: &pb::NodeProto, why: &str) -> NativeError {
     NativeError::Unsupported {
         op: n.op_type.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use prost::Message;
 use tract_onnx::pb;
 
-use super::fold::{conv_weights, fold_input_affine, gemm_weights, Flat};
+use super::fold::{conv_weights, fold_input_affine, fold_output_affine, gemm_weights, Flat};
 use super::ir::{Act, Conv, InputQuant, Model, Op, Output, Post, Shape, ValueId, Weights};
 use super::onnx::{attr_f, attr_i, attr_ints, attr_s, tensor, Const, ConstRef, Data};
 use super::NativeError;
@@ -290,7 +290,11 @@ impl Importer {
         let sole = self.sole_reader(n, 0);
         if let (true, Some(&op)) = (sole, self.owner.get(&v)) {
             match &mut self.model.ops[op] {
-                Op::Conv(c) if c.output == v => c.post.push(post),
+                Op::Conv(c) if c.output == v => {
+                    if !fold_output_affine(c, &post) {
+                        c.post.push(post)
+                    }
+                }
                 Op::Map {
                     output, post: p, ..
                 } if *output == v => p.push(post),
