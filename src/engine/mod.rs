@@ -7,7 +7,10 @@
 //! engine's API. This file holds the choice itself (plain data: it compiles, and onnxruntime
 //! is refused with a clear error, without the feature): per network, how many sessions and
 //! intra-op threads onnxruntime gets, and how many worker threads run the embedding passes.
-//! [`cache`] stores tract's decluttered models (NNEF) so a device starts fast.
+//! [`cache`] stores tract's decluttered models (NNEF) so a device starts fast. [`native`] is
+//! the third engine, on tract-linalg's kernels called directly (ONNX import to an NHWC plan,
+//! f32 and int8 execution, kernels chosen by measurement, versioned compiled files); it is
+//! tested against tract here but not yet a choice of [`Engine`].
 //!
 //! Adding an engine: a module beside `net.rs` and `ort_net.rs` (its own cargo feature if it
 //! pulls a dependency), a variant of [`Engine`] and of [`NetEngine`], an arm in [`load_net`]
@@ -16,10 +19,10 @@
 use std::path::{Path, PathBuf};
 
 pub mod cache;
+pub mod native;
 mod net;
 #[cfg(feature = "ort")]
 mod ort_net;
-// the native engine joins here: `mod native;` (its module folder `native/`)
 
 pub use net::Net;
 

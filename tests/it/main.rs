@@ -20,6 +20,7 @@ mod gallery_search;
 mod import;
 mod killtest;
 mod model_cache;
+mod native_engine;
 mod no_network;
 mod ort_backend;
 mod parity;

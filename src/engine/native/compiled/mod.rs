@@ -1,0 +1,554 @@
+//! The compiled model file: the imported [`Model`] (canonical weights, f32 or i8 with
+//! per-channel scales, biases, activation scales, the plan's operations) in a versioned
+//! binary form, the same bytes on every device. Packing for the kernels happens at load.
+//!
+//! Consumes a model and the identity of its source (ONNX sha256, input size); produces
+//! bytes, and back. Layout: magic `GENATIVE`, format version (u32), source sha256 (32
+//! bytes), input width and height (u32), body length (u64), body, CRC-32 of the body. Every
+//! length is checked against the bytes left before anything is allocated, so a damaged
+//! file is a typed error, never a panic or an unbounded allocation.
+
+use super::ir::{Act, Conv, InputQuant, Model, Op, Output, Post, Shape, Weights};
+use check::check;
+
+mod check;
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"GENATIVE";
+/// The format version this build writes (and the only one it reads: v1 is the first).
+pub const VERSION: u32 = 1;
+
+/// Why a compiled file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompiledError {
+    /// Not a compiled model, or cut short.
+    #[error("not a complete compiled model file ({0})")]
+    Damaged(String),
+    /// Written by another format version.
+    #[error("compiled model format version {found}, this build reads version {VERSION}")]
+    Version {
+        /// Version in the file.
+        found: u32,
+    },
+    /// Compiled from another model or for another input size.
+    #[error("compiled from another model (source sha256 {found}, expected {expected})")]
+    OtherModel {
+        /// The file's source identity.
+        found: String,
+        /// The expected one.
+        expected: String,
+    },
+}
+
+/// The identity of a compiled model's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// sha256 of the ONNX file it was compiled from.
+    pub sha256: [u8; 32],
+    /// Input width.
+    pub width: u32,
+    /// Input height.
+    pub height: u32,
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex} at {}x{}", self.width, self.height)
+    }
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u32(&mut self, v: usize) {
+        self.0.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f32(&mut self, v: f32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f32s(&mut self, v: &[f32]) {
+        self.u32(v.len());
+        v.iter().for_each(|x| self.f32(*x));
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn shape(&mut self, s: Shape) {
+        [s.c, s.h, s.w].into_iter().for_each(|x| self.u32(x));
+    }
+    fn q(&mut self, q: &InputQuant) {
+        self.f32(q.scale);
+        [q.zero, q.lo, q.hi].into_iter().for_each(|x| self.i32(x));
+    }
+    fn post(&mut self, p: &Post) {
+        match p {
+            Post::Affine { scale, shift } => {
+                self.0.push(0);
+                self.f32s(scale);
+                self.f32s(shift);
+            }
+            Post::Act(Act::Relu) => self.0.push(1),
+            Post::Act(Act::Leaky(a)) => {
+                self.0.push(2);
+                self.f32(*a);
+            }
+            Post::Act(Act::Prelu(s)) => {
+                self.0.push(3);
+                self.f32s(s);
+            }
+            Post::Act(Act::Sigmoid) => self.0.push(4),
+            Post::Add(v) => {
+                self.0.push(5);
+                self.u32(*v);
+            }
+            Post::Requant {
+                scale,
+                zero,
+                lo,
+                hi,
+            } => {
+                self.0.push(6);
+                self.q(&InputQuant {
+                    scale: *scale,
+                    zero: *zero,
+                    lo: *lo,
+                    hi: *hi,
+                });
+            }
+        }
+    }
+    fn posts(&mut self, p: &[Post]) {
+        self.u32(p.len());
+        p.iter().for_each(|x| self.post(x));
+    }
+}
+
+/// Serialises `model` compiled from `source`.
+pub fn write(model: &Model, source: &Source) -> Vec<u8> {
+    let mut b = W(Vec::new());
+    b.u32(model.values.len());
+    model.values.iter().for_each(|s| b.shape(*s));
+    b.u32(model.ops.len());
+    for op in &model.ops {
+        match op {
+            Op::Conv(c) => {
+                b.0.push(0);
+                b.str(&c.name);
+                [c.input, c.output, c.cin, c.cout]
+                    .into_iter()
+                    .for_each(|x| b.u32(x));
+                c.kernel
+                    .iter()
+                    .chain(&c.stride)
+                    .chain(&c.pads)
+                    .for_each(|x| b.u32(*x));
+                b.u32(c.groups);
+                match &c.weights {
+                    Weights::F32(w) => {
+                        b.0.push(0);
+                        b.f32s(w);
+                    }
+                    Weights::I8 {
+                        w,
+                        scale,
+                        input,
+                        bias,
+                    } => {
+                        b.0.push(1);
+                        b.u32(w.len());
+                        b.0.extend(w.iter().map(|x| *x as u8));
+                        b.f32s(scale);
+                        b.q(input);
+                        match bias {
+                            Some(v) => {
+                                b.0.push(1);
+                                b.u32(v.len());
+                                v.iter().for_each(|x| b.i32(*x));
+                            }
+                            None => b.0.push(0),
+                        }
+                    }
+                }
+                b.f32s(&c.bias);
+                match &c.pre {
+                    Some((s, t)) => {
+                        b.0.push(1);
+                        b.f32s(s);
+                        b.f32s(t);
+                    }
+                    None => b.0.push(0),
+                }
+                b.f32s(&c.pad_value);
+                b.posts(&c.post);
+            }
+            Op::Map {
+                input,
+                output,
+                post,
+            } => {
+                b.0.push(1);
+                b.u32(*input);
+                b.u32(*output);
+                b.posts(post);
+            }
+            Op::MaxPool {
+                input,
+                output,
+                kernel,
+                stride,
+                pads,
+            } => {
+                b.0.push(2);
+                b.u32(*input);
+                b.u32(*output);
+                kernel
+                    .iter()
+                    .chain(stride)
+                    .chain(pads)
+                    .for_each(|x| b.u32(*x));
+            }
+        }
+    }
+    b.u32(model.outputs.len());
+    for o in &model.outputs {
+        b.str(&o.name);
+        b.u32(o.value);
+        b.u32(o.dims.len());
+        o.dims.iter().for_each(|d| b.u32(*d));
+        b.0.push(o.nchw as u8);
+    }
+    let body = b.0;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&source.sha256);
+    out.extend_from_slice(&source.width.to_le_bytes());
+    out.extend_from_slice(&source.height.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+fn damaged(what: &str) -> CompiledError {
+    CompiledError::Damaged(what.to_string())
+}
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CompiledError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| damaged("cut short"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, CompiledError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<usize, CompiledError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| damaged("u32"))?) as usize)
+    }
+    fn i32(&mut self) -> Result<i32, CompiledError> {
+        Ok(i32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| damaged("i32"))?,
+        ))
+    }
+    fn f32(&mut self) -> Result<f32, CompiledError> {
+        Ok(f32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| damaged("f32"))?,
+        ))
+    }
+    /// A count of items of `size` bytes, refused when the bytes left cannot hold them.
+    fn count(&mut self, size: usize) -> Result<usize, CompiledError> {
+        let n = self.u32()?;
+        if n.saturating_mul(size.max(1)) > self.b.len() - self.pos {
+            return Err(damaged("a length beyond the end of the file"));
+        }
+        Ok(n)
+    }
+    fn f32s(&mut self) -> Result<Vec<f32>, CompiledError> {
+        let n = self.count(4)?;
+        (0..n).map(|_| self.f32()).collect()
+    }
+    fn str(&mut self) -> Result<String, CompiledError> {
+        let n = self.count(1)?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| damaged("a name is not UTF-8"))
+    }
+    fn shape(&mut self) -> Result<Shape, CompiledError> {
+        Ok(Shape {
+            c: self.u32()?,
+            h: self.u32()?,
+            w: self.u32()?,
+        })
+    }
+    fn q(&mut self) -> Result<InputQuant, CompiledError> {
+        Ok(InputQuant {
+            scale: self.f32()?,
+            zero: self.i32()?,
+            lo: self.i32()?,
+            hi: self.i32()?,
+        })
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[usize; N], CompiledError> {
+        let mut a = [0; N];
+        for x in a.iter_mut() {
+            *x = self.u32()?;
+        }
+        Ok(a)
+    }
+    fn post(&mut self) -> Result<Post, CompiledError> {
+        Ok(match self.u8()? {
+            0 => Post::Affine {
+                scale: self.f32s()?,
+                shift: self.f32s()?,
+            },
+            1 => Post::Act(Act::Relu),
+            2 => Post::Act(Act::Leaky(self.f32()?)),
+            3 => Post::Act(Act::Prelu(self.f32s()?)),
+            4 => Post::Act(Act::Sigmoid),
+            5 => Post::Add(self.u32()?),
+            6 => {
+                let q = self.q()?;
+                Post::Requant {
+                    scale: q.scale,
+                    zero: q.zero,
+                    lo: q.lo,
+                    hi: q.hi,
+                }
+            }
+            _ => return Err(damaged("unknown step")),
+        })
+    }
+    fn posts(&mut self) -> Result<Vec<Post>, CompiledError> {
+        let n = self.count(1)?;
+        (0..n).map(|_| self.post()).collect()
+    }
+}
+
+/// Reads a compiled model, checking it was compiled from `expected`.
+pub fn read(bytes: &[u8], expected: &Source) -> Result<Model, CompiledError> {
+    let mut r = R { b: bytes, pos: 0 };
+    if r.take(8).ok() != Some(&MAGIC[..]) {
+        return Err(damaged("no GENATIVE magic"));
+    }
+    let version = r.u32()? as u32;
+    if version != VERSION {
+        return Err(CompiledError::Version { found: version });
+    }
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(r.take(32)?);
+    let found = Source {
+        sha256: sha,
+        width: r.u32()? as u32,
+        height: r.u32()? as u32,
+    };
+    if &found != expected {
+        return Err(CompiledError::OtherModel {
+            found: found.describe(),
+            expected: expected.describe(),
+        });
+    }
+    let len = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| damaged("length"))?);
+    if len.checked_add(4) != Some((bytes.len() - r.pos) as u64) {
+        return Err(damaged("body length does not match the file size"));
+    }
+    let body = r.take(len as usize)?;
+    let crc = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| damaged("crc"))?);
+    if crc32fast::hash(body) != crc {
+        return Err(damaged("checksum mismatch"));
+    }
+    let model = body_model(&mut R { b: body, pos: 0 })?;
+    check(&model)?;
+    Ok(model)
+}
+
+fn body_model(r: &mut R) -> Result<Model, CompiledError> {
+    let nv = r.count(12)?;
+    let values = (0..nv).map(|_| r.shape()).collect::<Result<Vec<_>, _>>()?;
+    let nops = r.count(1)?;
+    let mut ops = Vec::with_capacity(nops);
+    for _ in 0..nops {
+        ops.push(match r.u8()? {
+            0 => {
+                let name = r.str()?;
+                let [input, output, cin, cout] = r.arr::<4>()?;
+                let kernel = r.arr::<2>()?;
+                let stride = r.arr::<2>()?;
+                let pads = r.arr::<4>()?;
+                let groups = r.u32()?;
+                let weights = match r.u8()? {
+                    0 => Weights::F32(r.f32s()?),
+                    1 => {
+                        let n = r.count(1)?;
+                        let w = r.take(n)?.iter().map(|&x| x as i8).collect();
+                        let scale = r.f32s()?;
+                        let input = r.q()?;
+                        let bias = match r.u8()? {
+                            0 => None,
+                            _ => {
+                                let n = r.count(4)?;
+                                Some((0..n).map(|_| r.i32()).collect::<Result<Vec<_>, _>>()?)
+                            }
+                        };
+                        Weights::I8 {
+                            w,
+                            scale,
+                            input,
+                            bias,
+                        }
+                    }
+                    _ => return Err(damaged("unknown weight kind")),
+                };
+                let bias = r.f32s()?;
+                let pre = match r.u8()? {
+                    0 => None,
+                    _ => Some((r.f32s()?, r.f32s()?)),
+                };
+                let pad_value = r.f32s()?;
+                let post = r.posts()?;
+                Op::Conv(Conv {
+                    name,
+                    input,
+                    output,
+                    cin,
+                    cout,
+                    kernel,
+                    stride,
+                    pads,
+                    groups,
+                    weights,
+                    bias,
+                    pre,
+                    pad_value,
+                    post,
+                })
+            }
+            1 => Op::Map {
+                input: r.u32()?,
+                output: r.u32()?,
+                post: r.posts()?,
+            },
+            2 => {
+                let (input, output) = (r.u32()?, r.u32()?);
+                Op::MaxPool {
+                    input,
+                    output,
+                    kernel: r.arr()?,
+                    stride: r.arr()?,
+                    pads: r.arr()?,
+                }
+            }
+            _ => return Err(damaged("unknown operation")),
+        });
+    }
+    let no = r.count(1)?;
+    let mut outputs = Vec::with_capacity(no);
+    for _ in 0..no {
+        let name = r.str()?;
+        let value = r.u32()?;
+        let nd = r.count(4)?;
+        let dims = (0..nd).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+        outputs.push(Output {
+            name,
+            value,
+            dims,
+            nchw: r.u8()? != 0,
+        });
+    }
+    if r.pos != r.b.len() {
+        return Err(damaged("trailing bytes"));
+    }
+    Ok(Model {
+        values,
+        ops,
+        outputs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> (Model, Source) {
+        let onnx = crate::tools::synth::iresnet::build([1, 1, 1, 1], 5).finish("t", "");
+        let m = super::super::import::import(&onnx, 112, 112).unwrap();
+        let src = Source {
+            sha256: [7; 32],
+            width: 112,
+            height: 112,
+        };
+        (m, src)
+    }
+
+    #[test]
+    fn a_model_survives_the_round_trip() {
+        let (m, src) = model();
+        let bytes = write(&m, &src);
+        assert_eq!(read(&bytes, &src).unwrap(), m);
+    }
+
+    #[test]
+    fn damaged_files_are_refused_with_a_reason() {
+        let (m, src) = model();
+        let bytes = write(&m, &src);
+        // cut anywhere: refused, never a panic
+        for cut in (0..bytes.len())
+            .step_by(bytes.len() / 97 + 1)
+            .chain([bytes.len() - 1])
+        {
+            assert!(
+                matches!(read(&bytes[..cut], &src), Err(CompiledError::Damaged(_))),
+                "cut at {cut}"
+            );
+        }
+        let mut flipped = bytes.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x40;
+        assert!(matches!(
+            read(&flipped, &src),
+            Err(CompiledError::Damaged(_))
+        ));
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert_eq!(read(&v2, &src), Err(CompiledError::Version { found: 2 }));
+        let other = Source {
+            width: 96,
+            ..src.clone()
+        };
+        assert!(matches!(
+            read(&bytes, &other),
+            Err(CompiledError::OtherModel { .. })
+        ));
+    }
+
+    #[test]
+    fn inconsistent_bodies_are_refused() {
+        let (mut m, src) = model();
+        if let Op::Conv(c) = &mut m.ops[0] {
+            c.bias.pop();
+        }
+        assert!(matches!(
+            read(&write(&m, &src), &src),
+            Err(CompiledError::Damaged(_))
+        ));
+        let (mut m, src) = model();
+        m.outputs[0].value = 10_000;
+        assert!(matches!(
+            read(&write(&m, &src), &src),
+            Err(CompiledError::Damaged(_))
+        ));
+    }
+}

@@ -1,0 +1,595 @@
+//! Running a [`Plan`]: one pass over NHWC maps in the arena, threads in lockstep (a barrier
+//! after every step), each thread working on its own pixel chunks or weight rows.
+//!
+//! Consumes a plan, a [`Workspace`] (arena, staging, per-thread panels and kernel scratch,
+//! all sized at plan time) and an NCHW f32 input; produces the graph outputs as f32 vectors.
+
+use std::sync::{Arc, Barrier};
+
+use tract_data::internal::TensorView;
+use tract_data::prelude::*;
+use tract_linalg::mmm::{
+    AsInputValue, EagerPackedInput, FusedSpec, PackedExoticFact, ScratchSpace,
+};
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+use tract_linalg::BinOp;
+
+use super::im2col::{im2col, Window};
+use super::ir::{Act, Post};
+use super::kernels::PanelLayout;
+use super::plan::{DepthwiseStep, GemmStep, IntEpilogue, Plan, Step};
+use super::NativeError;
+
+/// Per-thread buffers.
+struct Local {
+    panels: Vec<EagerPackedInput>,
+    scratch: Vec<Box<dyn ScratchSpace>>,
+    acc: Tensor,
+    dw: Vec<i32>,
+}
+
+/// Everything a pass writes: sized once for a plan.
+pub struct Workspace {
+    arena: Tensor,
+    staging: Tensor,
+    locals: Vec<Local>,
+}
+
+fn kerr(e: impl std::fmt::Display) -> NativeError {
+    NativeError::Kernel(format!("{e:#}"))
+}
+
+impl Workspace {
+    /// Buffers for `plan`.
+    pub fn new(plan: &Plan) -> Result<Workspace, NativeError> {
+        let arena = Tensor::zero_aligned::<f32>(&[plan.arena], 128).map_err(kerr)?;
+        let staging = Tensor::zero_aligned::<i8>(&[plan.staging], 128).map_err(kerr)?;
+        let mut locals = Vec::new();
+        for _ in 0..plan.threads {
+            let mut panels = Vec::new();
+            let mut scratch = Vec::new();
+            for (k, bytes) in plan.kernels.iter().zip(&plan.panel_bytes) {
+                let blob = unsafe { Blob::new_for_size_and_align(bytes.max(&64) + 256, 128) };
+                panels.push(EagerPackedInput {
+                    fact: PackedExoticFact {
+                        format: k.mmm.packings()[k.packing].1.clone(),
+                        mn: 0.to_dim(),
+                        k: 0,
+                    },
+                    packed: Arc::new(blob),
+                    panel_bytes: 0,
+                    mn: 0,
+                });
+                scratch.push(unsafe { k.mmm.allocate_scratch_space() });
+            }
+            let acc = Tensor::zero_aligned::<i32>(&[plan.acc_len], 128).map_err(kerr)?;
+            let dw = vec![0i32; plan.values.iter().map(|v| v.c).max().unwrap_or(1)];
+            locals.push(Local {
+                panels,
+                scratch,
+                acc,
+                dw,
+            });
+        }
+        Ok(Workspace {
+            arena,
+            staging,
+            locals,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Mem {
+    arena: *mut f32,
+    staging: *mut i8,
+}
+unsafe impl Send for Mem {}
+unsafe impl Sync for Mem {}
+
+/// Runs one pass: `input` NCHW f32 of the plan's input shape; returns every output
+/// flattened in ONNX order.
+pub fn run(plan: &Plan, ws: &mut Workspace, input: &[f32]) -> Result<Vec<Vec<f32>>, NativeError> {
+    let s = plan.values[0];
+    if input.len() != s.len() {
+        return Err(NativeError::Input {
+            expected: s.len(),
+            got: input.len(),
+        });
+    }
+    let mem = Mem {
+        arena: ws.arena.as_ptr_mut::<f32>().map_err(kerr)?,
+        staging: ws.staging.as_ptr_mut::<i8>().map_err(kerr)?,
+    };
+    // NCHW -> NHWC
+    unsafe {
+        let dst = mem.arena.add(plan.offsets[0]);
+        let hw = s.pixels();
+        for c in 0..s.c {
+            for p in 0..hw {
+                *dst.add(p * s.c + c) = input[c * hw + p];
+            }
+        }
+    }
+    let arena_t: &Tensor = &ws.arena;
+    let barrier = Barrier::new(plan.threads);
+    let results: Vec<Result<(), NativeError>> =
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            let mut locals = ws.locals.iter_mut().enumerate();
+            let first = locals.next();
+            for (t, local) in locals {
+                let barrier = &barrier;
+                handles.push(scope.spawn(move || worker(plan, mem, arena_t, local, t, barrier)));
+            }
+            let mut out = Vec::new();
+            if let Some((t, local)) = first {
+                out.push(worker(plan, mem, arena_t, local, t, &barrier));
+            }
+            for h in handles {
+                out.push(h.join().unwrap_or_else(|_| {
+                    Err(NativeError::Kernel("a worker thread panicked".into()))
+                }));
+            }
+            out
+        });
+    for r in results {
+        r?;
+    }
+    let mut outs = Vec::new();
+    for o in &plan.outputs {
+        let s = plan.values[o.value];
+        let src =
+            unsafe { std::slice::from_raw_parts(mem.arena.add(plan.offsets[o.value]), s.len()) };
+        if o.nchw {
+            let hw = s.pixels();
+            let mut v = vec![0f32; s.len()];
+            for p in 0..hw {
+                for c in 0..s.c {
+                    v[c * hw + p] = src[p * s.c + c];
+                }
+            }
+            outs.push(v);
+        } else {
+            outs.push(src.to_vec());
+        }
+    }
+    Ok(outs)
+}
+
+fn share(n: usize, t: usize, threads: usize) -> std::ops::Range<usize> {
+    (n * t / threads)..(n * (t + 1) / threads)
+}
+
+fn worker(
+    plan: &Plan,
+    mem: Mem,
+    arena: &Tensor,
+    local: &mut Local,
+    t: usize,
+    barrier: &Barrier,
+) -> Result<(), NativeError> {
+    multithread_tract_scope(Executor::SingleThread, || {
+        // every thread reaches every barrier, even after an error, so none waits forever
+        let mut status = Ok(());
+        for step in &plan.steps {
+            if status.is_ok() {
+                status = run_step(plan, step, mem, arena, local, t, barrier);
+            } else if let Step::Gemm(g) = step {
+                if g.int.is_some() {
+                    barrier.wait();
+                }
+            } else if let Step::Depthwise(d) = step {
+                if d.int.is_some() {
+                    barrier.wait();
+                }
+            }
+            barrier.wait();
+        }
+        status
+    })
+}
+
+fn run_step(
+    plan: &Plan,
+    step: &Step,
+    mem: Mem,
+    arena: &Tensor,
+    local: &mut Local,
+    t: usize,
+    barrier: &Barrier,
+) -> Result<(), NativeError> {
+    let threads = plan.threads;
+    unsafe {
+        match step {
+            Step::Map {
+                input,
+                output,
+                post,
+            } => {
+                let s = plan.values[*input];
+                let (src, dst) = (
+                    mem.arena.add(plan.offsets[*input]),
+                    mem.arena.add(plan.offsets[*output]),
+                );
+                for p in share(s.pixels(), t, threads) {
+                    std::ptr::copy_nonoverlapping(src.add(p * s.c), dst.add(p * s.c), s.c);
+                    let row = std::slice::from_raw_parts_mut(dst.add(p * s.c), s.c);
+                    apply(post, row, 0, p, plan, mem);
+                }
+            }
+            Step::MaxPool {
+                input,
+                output,
+                geom,
+            } => {
+                let (src, dst) = (
+                    mem.arena.add(plan.offsets[*input]),
+                    mem.arena.add(plan.offsets[*output]),
+                );
+                let (i, o) = (geom.input, geom.output);
+                for p in share(o.pixels(), t, threads) {
+                    let (oy, ox) = (p / o.w, p % o.w);
+                    let out = std::slice::from_raw_parts_mut(dst.add(p * o.c), o.c);
+                    out.fill(f32::NEG_INFINITY);
+                    for ky in 0..geom.kernel[0] {
+                        let iy = (oy * geom.stride[0] + ky) as isize - geom.pad[0] as isize;
+                        if iy < 0 || iy >= i.h as isize {
+                            continue;
+                        }
+                        for kx in 0..geom.kernel[1] {
+                            let ix = (ox * geom.stride[1] + kx) as isize - geom.pad[1] as isize;
+                            if ix < 0 || ix >= i.w as isize {
+                                continue;
+                            }
+                            let row = std::slice::from_raw_parts(
+                                src.add((iy as usize * i.w + ix as usize) * i.c),
+                                i.c,
+                            );
+                            for (a, b) in out.iter_mut().zip(row) {
+                                *a = a.max(*b);
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Gemm(g) => {
+                if let Some(e) = &g.int {
+                    quantize(plan, g.input, g.geom.input.c, e, mem, t);
+                    barrier.wait();
+                }
+                gemm(plan, g, mem, arena, local, t)?;
+            }
+            Step::Depthwise(d) => {
+                if let Some(e) = &d.int {
+                    quantize(plan, d.input, d.geom.input.c, e, mem, t);
+                    barrier.wait();
+                }
+                depthwise(plan, d, mem, local, t);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Input codes into the staging buffer: `clamp(round(x / scale) + zero) - off` as i8.
+unsafe fn quantize(
+    plan: &Plan,
+    input: usize,
+    c: usize,
+    e: &super::plan::IntEpilogue,
+    mem: Mem,
+    t: usize,
+) {
+    let s = plan.values[input];
+    let src = mem.arena.add(plan.offsets[input]);
+    let inv = 1.0 / e.q.scale;
+    let (lo, hi, zero, off) = (e.q.lo as f32, e.q.hi as f32, e.q.zero as f32, e.off as f32);
+    let n = s.len();
+    let range = share(n / c.max(1), t, plan.threads);
+    for p in range {
+        for ch in 0..c {
+            let i = p * c + ch;
+            let mut x = *src.add(i);
+            if let Some((sc, sh)) = &e.pre {
+                x = x * sc[ch] + sh[ch];
+            }
+            let q = ((x * inv).round_ties_even() + zero).clamp(lo, hi) - off;
+            *mem.staging.add(i) = q as i8;
+        }
+    }
+}
+
+unsafe fn gemm(
+    plan: &Plan,
+    g: &GemmStep,
+    mem: Mem,
+    arena: &Tensor,
+    local: &mut Local,
+    t: usize,
+) -> Result<(), NativeError> {
+    let kernel = &plan.kernels[g.kernel];
+    let o = g.geom.output;
+    let pixels = o.pixels();
+    let chunks = pixels.div_ceil(g.chunk);
+    let items = chunks * g.parts.len();
+    let win = Window::of(&g.geom, g.groups, g.cin_g);
+    let k = win.k();
+    let r = kernel.layout.r();
+    let panel_bytes = kernel.panel_bytes(k);
+    let out_base = mem.arena.add(plan.offsets[g.output]);
+    let mut last: Option<(usize, usize)> = None;
+    for item in share(items, t, plan.threads) {
+        let (chunk, part) = (item / g.parts.len(), &g.parts[item % g.parts.len()]);
+        let p0 = chunk * g.chunk;
+        let n = g.chunk.min(pixels - p0);
+        let epi = &mut local.panels[g.kernel];
+        if last != Some((chunk, part.group)) {
+            let blob = Arc::get_mut(&mut epi.packed)
+                .ok_or_else(|| NativeError::Kernel("shared panel buffer".into()))?;
+            let dst = blob.as_bytes_mut().as_mut_ptr();
+            match (g.int.as_ref(), kernel.layout) {
+                (None, PanelLayout::Plain { .. }) => {
+                    let src = mem.arena.add(plan.offsets[g.input]) as *const f32;
+                    im2col::<f32, false>(
+                        &win,
+                        src,
+                        &g.pad,
+                        part.group,
+                        p0,
+                        n,
+                        r,
+                        panel_bytes / 4,
+                        dst as *mut f32,
+                    );
+                }
+                (Some(_), layout) => {
+                    let src = mem.staging as *const i8;
+                    if matches!(layout, PanelLayout::K4 { .. }) {
+                        im2col::<i8, true>(
+                            &win,
+                            src,
+                            &g.pad_i8,
+                            part.group,
+                            p0,
+                            n,
+                            r,
+                            panel_bytes,
+                            dst as *mut i8,
+                        );
+                    } else {
+                        im2col::<i8, false>(
+                            &win,
+                            src,
+                            &g.pad_i8,
+                            part.group,
+                            p0,
+                            n,
+                            r,
+                            panel_bytes,
+                            dst as *mut i8,
+                        );
+                    }
+                }
+                (None, PanelLayout::K4 { .. }) => {
+                    return Err(NativeError::Kernel("f32 with an i8 panel layout".into()))
+                }
+            }
+            epi.fact.k = k;
+            epi.fact.mn = n.to_dim();
+            epi.mn = n;
+            epi.panel_bytes = panel_bytes;
+            last = Some((chunk, part.group));
+        }
+        let row0 = part.group * g.cout_g + part.r0;
+        let scratch = &mut *local.scratch[g.kernel];
+        let ldc = o.c as isize;
+        let shape = [n, part.rows];
+        if g.int.is_none() {
+            let strides = [ldc, 1];
+            let off = ((plan.offsets[g.output] + p0 * o.c + row0) * 4) as isize;
+            let view = TensorView::from_bytes(arena, off, &shape, &strides);
+            let store = kernel.mmm.c_from_data_and_strides(4, 1, ldc).wrap(&view);
+            let specs = [
+                FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(&*part.a),
+                    b: AsInputValue::Borrowed(&*epi),
+                    packing: kernel.packing,
+                },
+                FusedSpec::BinPerRow(part.bias.view(), BinOp::Add),
+                FusedSpec::Store(store),
+            ];
+            kernel
+                .mmm
+                .run_with_scratch_space(part.rows, n, scratch, &specs)
+                .map_err(kerr)?;
+            for p in p0..p0 + n {
+                let row = std::slice::from_raw_parts_mut(out_base.add(p * o.c + row0), part.rows);
+                apply(&g.post, row, row0, p, plan, mem);
+            }
+        } else if let Some(e) = &g.int {
+            let strides = [part.rows as isize, 1];
+            let acc_t = &local.acc;
+            let view = TensorView::from_bytes(acc_t, 0, &shape, &strides);
+            let store = kernel
+                .mmm
+                .c_from_data_and_strides(4, 1, part.rows as isize)
+                .wrap(&view);
+            let specs = [
+                FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(&*part.a),
+                    b: AsInputValue::Borrowed(&*epi),
+                    packing: kernel.packing,
+                },
+                FusedSpec::Store(store),
+            ];
+            kernel
+                .mmm
+                .run_with_scratch_space(part.rows, n, scratch, &specs)
+                .map_err(kerr)?;
+            let acc = std::slice::from_raw_parts(acc_t.as_ptr_unchecked::<i32>(), n * part.rows);
+            for j in 0..n {
+                let p = p0 + j;
+                let row = std::slice::from_raw_parts_mut(out_base.add(p * o.c + row0), part.rows);
+                let a = &acc[j * part.rows..(j + 1) * part.rows];
+                for (i, y) in row.iter_mut().enumerate() {
+                    let c = row0 + i;
+                    *y = int_out(e, c, a[i].wrapping_add(e.corr[c]), g.bias[c]);
+                }
+                apply(rest(e, &g.post), row, row0, p, plan, mem);
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local, t: usize) {
+    let (i, o) = (d.geom.input, d.geom.output);
+    let c = o.c;
+    let src = mem.arena.add(plan.offsets[d.input]);
+    let dst = mem.arena.add(plan.offsets[d.output]);
+    let acc_i = &mut local.dw[..if d.int.is_some() { c } else { 0 }];
+    for p in share(o.pixels(), t, plan.threads) {
+        let (oy, ox) = (p / o.w, p % o.w);
+        let out = std::slice::from_raw_parts_mut(dst.add(p * c), c);
+        if let Some(e) = &d.int {
+            acc_i.fill(0);
+            let shift = e.off - e.q.zero;
+            for ky in 0..d.geom.kernel[0] {
+                let iy = (oy * d.geom.stride[0] + ky) as isize - d.geom.pad[0] as isize;
+                for kx in 0..d.geom.kernel[1] {
+                    let ix = (ox * d.geom.stride[1] + kx) as isize - d.geom.pad[1] as isize;
+                    if iy < 0 || iy >= i.h as isize || ix < 0 || ix >= i.w as isize {
+                        continue; // padding is the zero point: contributes nothing
+                    }
+                    let tap = ky * d.geom.kernel[1] + kx;
+                    let w = &d.wi[tap * c..(tap + 1) * c];
+                    let row = std::slice::from_raw_parts(
+                        mem.staging.add((iy as usize * i.w + ix as usize) * c),
+                        c,
+                    );
+                    for ch in 0..c {
+                        acc_i[ch] += w[ch] * (row[ch] as i32 + shift);
+                    }
+                }
+            }
+            for ch in 0..c {
+                out[ch] = int_out(e, ch, acc_i[ch], d.bias[ch]);
+            }
+            apply(rest(e, &d.post), out, 0, p, plan, mem);
+            continue;
+        } else {
+            out.copy_from_slice(&d.bias);
+            for ky in 0..d.geom.kernel[0] {
+                let iy = (oy * d.geom.stride[0] + ky) as isize - d.geom.pad[0] as isize;
+                for kx in 0..d.geom.kernel[1] {
+                    let ix = (ox * d.geom.stride[1] + kx) as isize - d.geom.pad[1] as isize;
+                    let tap = ky * d.geom.kernel[1] + kx;
+                    let w = &d.w[tap * c..(tap + 1) * c];
+                    let row: &[f32] =
+                        if iy < 0 || iy >= i.h as isize || ix < 0 || ix >= i.w as isize {
+                            &d.pad
+                        } else {
+                            std::slice::from_raw_parts(
+                                src.add((iy as usize * i.w + ix as usize) * c),
+                                c,
+                            )
+                        };
+                    for ch in 0..c {
+                        out[ch] += w[ch] * row[ch];
+                    }
+                }
+            }
+        }
+        apply(&d.post, out, 0, p, plan, mem);
+    }
+}
+
+/// One output of an int8 product from its accumulator (zero points compensated).
+#[inline]
+fn int_out(e: &IntEpilogue, c: usize, acc: i32, bias: f32) -> f32 {
+    match &e.exact {
+        Some(x) => {
+            let t = acc.wrapping_add(x.bias[c]) as f32;
+            let q = ((t.abs() * x.abc[c]).round_ties_even() * t.signum()) as i32 + x.zero;
+            (q.clamp(x.lo, x.hi) - x.zero) as f32 * x.scale
+        }
+        None => acc as f32 * e.mul[c] + bias,
+    }
+}
+
+/// The steps after an int8 epilogue (its exact requantization already applied).
+fn rest<'a>(e: &IntEpilogue, post: &'a [Post]) -> &'a [Post] {
+    if e.exact.is_some() {
+        &post[1..]
+    } else {
+        post
+    }
+}
+
+/// `y = y * scale + shift` with one rounding (fused multiply-add, as the reference's
+/// kernels compute it): the hardware instruction where the CPU has it.
+fn affine(row: &mut [f32], scale: &[f32], shift: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "fma")]
+        unsafe fn fma(row: &mut [f32], scale: &[f32], shift: &[f32]) {
+            for ((y, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                *y = y.mul_add(*s, *t);
+            }
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has FMA
+            unsafe { fma(row, scale, shift) };
+            return;
+        }
+    }
+    for ((y, s), t) in row.iter_mut().zip(scale).zip(shift) {
+        *y = y.mul_add(*s, *t);
+    }
+}
+
+/// Applies `post` to channels `c0..c0 + row.len()` of output pixel `p`.
+unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan, mem: Mem) {
+    for step in post {
+        match step {
+            Post::Affine { scale, shift } => {
+                let n = row.len();
+                affine(row, &scale[c0..c0 + n], &shift[c0..c0 + n]);
+            }
+            Post::Act(Act::Relu) => row.iter_mut().for_each(|y| *y = y.max(0.0)),
+            Post::Act(Act::Leaky(a)) => row
+                .iter_mut()
+                .for_each(|y| *y = if *y < 0.0 { *y * a } else { *y }),
+            Post::Act(Act::Prelu(s)) => {
+                for (y, s) in row.iter_mut().zip(&s[c0..]) {
+                    *y = if *y < 0.0 { *y * s } else { *y };
+                }
+            }
+            Post::Act(Act::Sigmoid) => row.iter_mut().for_each(|y| *y = 1.0 / (1.0 + (-*y).exp())),
+            Post::Add(v) => {
+                let c = plan.values[*v].c;
+                let other = std::slice::from_raw_parts(
+                    mem.arena.add(plan.offsets[*v] + p * c + c0),
+                    row.len(),
+                );
+                for (y, x) in row.iter_mut().zip(other) {
+                    *y += x;
+                }
+            }
+            Post::Requant {
+                scale,
+                zero,
+                lo,
+                hi,
+            } => {
+                let inv = 1.0 / scale;
+                let (z, l, h) = (*zero as f32, *lo as f32, *hi as f32);
+                for y in row.iter_mut() {
+                    let q = ((*y * inv).round_ties_even() + z).clamp(l, h);
+                    *y = (q - z) * scale;
+                }
+            }
+        }
+    }
+}

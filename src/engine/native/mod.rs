@@ -1,0 +1,174 @@
+//! The native inference engine: convolutional networks run directly on tract-linalg's
+//! matrix kernels, without tract-onnx's graph.
+//!
+//! Consumes ONNX bytes (float, or the int8 forms `model quantize` writes) or a compiled
+//! model; produces a [`NativeNet`] that runs NCHW f32 inputs of a fixed size and returns the
+//! outputs as f32 vectors, like the tract-onnx engine. Stages: [`import`] (ONNX -> [`ir`]:
+//! batch norms, biases, activations and residual additions folded), [`plan`] (weights
+//! packed once, one arena, work split for threads), [`exec`] (one pass, no allocation).
+//! A model with an operation outside the set fails with [`NativeError::Unsupported`]; the
+//! caller then runs it on tract-onnx.
+
+pub mod choose;
+pub mod compiled;
+pub mod exec;
+pub mod fold;
+pub mod im2col;
+pub mod import;
+pub mod ir;
+pub mod kernels;
+pub mod onnx;
+pub mod plan;
+
+use std::sync::Mutex;
+
+use kernels::{Kernel, Precision};
+
+/// What can go wrong importing, planning or running a native network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NativeError {
+    /// An operation (or a form of it) outside the native set: run the model on tract-onnx.
+    #[error("operation {op} (node '{node}') is not supported by the native engine: {why}")]
+    Unsupported {
+        /// ONNX op type.
+        op: String,
+        /// Node name.
+        node: String,
+        /// Which form is missing.
+        why: String,
+    },
+    /// The model is malformed.
+    #[error("node '{node}': {what}")]
+    Invalid {
+        /// Node name (empty for the graph).
+        node: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The input has the wrong number of values.
+    #[error("input of {got} values, expected {expected}")]
+    Input {
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// tract-linalg refused a product or a packing.
+    #[error("matrix kernel: {0}")]
+    Kernel(String),
+    /// A compiled model file was refused.
+    #[error(transparent)]
+    Compiled(#[from] compiled::CompiledError),
+}
+
+/// Picks kernels by CPU features alone (deterministic: the same choice on every run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ByFeatures;
+
+impl plan::KernelChooser for ByFeatures {
+    fn choose(
+        &mut self,
+        precision: Precision,
+        _m: usize,
+        _k: usize,
+        _n: usize,
+    ) -> Result<Kernel, NativeError> {
+        kernels::by_features(precision)
+    }
+}
+
+/// A planned network with its buffers.
+pub struct NativeNet {
+    plan: plan::Plan,
+    workspace: Mutex<exec::Workspace>,
+}
+
+impl std::fmt::Debug for NativeNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeNet")
+            .field("steps", &self.plan.steps.len())
+            .field("threads", &self.plan.threads)
+            .finish()
+    }
+}
+
+impl NativeNet {
+    /// Imports ONNX `bytes` with the input pinned to `[1, 3, height, width]` and plans it for
+    /// `threads` threads with kernels picked by `chooser`.
+    pub fn from_onnx(
+        bytes: &[u8],
+        width: usize,
+        height: usize,
+        threads: usize,
+        chooser: &mut dyn plan::KernelChooser,
+    ) -> Result<NativeNet, NativeError> {
+        let model = import::import(bytes, width, height)?;
+        NativeNet::from_model(&model, threads, chooser)
+    }
+
+    /// The compiled file of ONNX `bytes` for a `width` x `height` input: the imported model
+    /// (see [`compiled`]), tagged with `source` (the ONNX file's sha256 and the size).
+    pub fn compile(bytes: &[u8], source: &compiled::Source) -> Result<Vec<u8>, NativeError> {
+        let model = import::import(bytes, source.width as usize, source.height as usize)?;
+        Ok(compiled::write(&model, source))
+    }
+
+    /// Loads a compiled file made from `source` and plans it (packing happens here).
+    pub fn from_compiled(
+        bytes: &[u8],
+        source: &compiled::Source,
+        threads: usize,
+        chooser: &mut dyn plan::KernelChooser,
+    ) -> Result<NativeNet, NativeError> {
+        let model = compiled::read(bytes, source)?;
+        NativeNet::from_model(&model, threads, chooser)
+    }
+
+    /// Plans an imported model.
+    pub fn from_model(
+        model: &ir::Model,
+        threads: usize,
+        chooser: &mut dyn plan::KernelChooser,
+    ) -> Result<NativeNet, NativeError> {
+        let plan = plan::build(model, threads, chooser)?;
+        let workspace = Mutex::new(exec::Workspace::new(&plan)?);
+        Ok(NativeNet { plan, workspace })
+    }
+
+    /// Runs one NCHW f32 input; returns every output flattened (ONNX order), in output order.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, NativeError> {
+        match self.workspace.try_lock() {
+            Ok(mut ws) => exec::run(&self.plan, &mut ws, input),
+            // another pass holds the buffers: this one gets its own
+            Err(_) => exec::run(&self.plan, &mut exec::Workspace::new(&self.plan)?, input),
+        }
+    }
+
+    /// Output names and ONNX shapes.
+    pub fn outputs(&self) -> Vec<(String, Vec<usize>)> {
+        self.plan
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.dims.clone()))
+            .collect()
+    }
+
+    /// Multiply-accumulates of one pass.
+    pub fn macs(&self) -> u64 {
+        self.plan.macs
+    }
+
+    /// Names of the kernels the plan uses.
+    pub fn kernels(&self) -> Vec<String> {
+        self.plan
+            .kernels
+            .iter()
+            .map(|k| k.name().to_string())
+            .collect()
+    }
+
+    /// Bytes of the activation arena.
+    pub fn arena_bytes(&self) -> usize {
+        self.plan.arena * 4
+    }
+}
