@@ -12,6 +12,8 @@ pub mod audit;
 pub mod button;
 pub mod device;
 #[cfg(test)]
+mod profile_tests;
+#[cfg(test)]
 mod tests;
 pub mod trigger;
 

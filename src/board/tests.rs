@@ -1,4 +1,4 @@
-//! Board profiles and the device loop against a synthetic source, a fake analyzer and a
+//! The device loop against a synthetic source, a fake analyzer and a
 //! recording screen.
 
 use std::sync::mpsc;
@@ -21,46 +21,6 @@ fn class(e: &Error) -> &'static str {
         Error::Image { .. } => "image",
         _ => "other",
     }
-}
-
-#[test]
-fn shipped_profiles_parse_and_match_their_names() {
-    for (name, _) in KNOWN {
-        let b = Board::load(name).unwrap();
-        assert_eq!(b.board.name, *name);
-        assert!(b.board.target.ends_with("-unknown-linux-gnu"));
-        assert!(b.quality.steady_frames >= 1);
-        b.screen.spec().unwrap();
-    }
-    assert_eq!(Board::load("rpi4").unwrap().board.threads, Some(4));
-    assert_eq!(
-        Board::load("rpi4").unwrap().board.target,
-        "aarch64-unknown-linux-gnu"
-    );
-}
-
-#[test]
-fn unknown_board_lists_the_known_ones() {
-    let e = Board::load("rpi3").unwrap_err();
-    assert!(matches!(e, Error::Usage(_)), "{e}");
-    let m = e.to_string();
-    for n in ["rpi4", "rpi5", "jetson-orin-nano", "x86-dev"] {
-        assert!(m.contains(n), "{m}");
-    }
-}
-
-#[test]
-fn profile_files_are_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("mine.toml");
-    let text = KNOWN[0].1.replace("threads = 4", "threads = 0");
-    std::fs::write(&p, text).unwrap();
-    let e = Board::load(p.to_str().unwrap()).unwrap_err();
-    assert!(e.to_string().contains("threads must be at least 1"), "{e}");
-    std::fs::write(&p, "[board]\nname = 'x'\ncolour = 1\n").unwrap();
-    assert!(Board::load(p.to_str().unwrap()).is_err());
-    let e = Board::load("missing/board.toml").unwrap_err();
-    assert!(e.to_string().contains("cannot read"), "{e}");
 }
 
 #[test]
@@ -603,34 +563,4 @@ fn a_trigger_source_captures_when_pressed() {
     assert_eq!(r.frames, 3, "two preview frames, then the capture");
     assert_eq!(events, vec!["captured Key", "failed no face"]);
     assert_eq!(f.predictions, 1);
-}
-
-#[test]
-fn a_bundle_of_the_wrong_precision_is_refused_naming_both() {
-    let m = std::path::Path::new("bundle.toml");
-    let rpi4 = Board::load("rpi4").unwrap();
-    let e = super::check_precision(&rpi4, Precision::F32, m).unwrap_err();
-    assert!(matches!(e, crate::Error::Bundle { .. }), "{e}");
-    let msg = e.to_string();
-    assert!(
-        msg.contains("board rpi4 runs int8 bundles but this bundle is f32"),
-        "{msg}"
-    );
-    super::check_precision(&rpi4, Precision::Int8, m).unwrap();
-    let dev = Board::load("x86-dev").unwrap();
-    let msg = super::check_precision(&dev, Precision::Int8, m)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("runs f32 bundles but this bundle is int8"),
-        "{msg}"
-    );
-}
-
-#[test]
-fn no_shipped_profile_writes_the_screen_to_a_file() {
-    for name in super::known_names() {
-        let b = Board::load(name).unwrap();
-        assert_ne!(b.screen.kind, super::ScreenKind::Png, "{name}");
-    }
 }

@@ -466,34 +466,6 @@ impl Gallery {
         &self.data.gallery_version
     }
 
-    /// Revision counter; 0 for a new gallery. Tools bump it each time they rewrite the file.
-    pub fn revision(&self) -> u32 {
-        self.data.revision
-    }
-
-    /// Sets the revision counter.
-    pub fn set_revision(&mut self, revision: u32) {
-        self.data.revision = revision;
-    }
-
-    /// Raises the revision counter by one (each rewrite of a file does) and returns it; at
-    /// `u32::MAX` the counter would wrap to an older revision, so that is an
-    /// [`Error::Gallery`] and the counter is unchanged.
-    pub fn bump_revision(&mut self) -> Result<u32> {
-        let next = self.data.revision.checked_add(1).ok_or_else(|| {
-            Error::gallery(
-                &self.source,
-                format!(
-                    "revision {} is the last one a gallery can hold; build a new gallery with \
-                     another gallery version",
-                    self.data.revision
-                ),
-            )
-        })?;
-        self.data.revision = next;
-        Ok(next)
-    }
-
     /// Keys and widths, in stored order.
     pub fn keys(&self) -> &[KeySpec] {
         &self.data.keys

@@ -409,8 +409,15 @@ fn run_analyses_a_still_the_gate_would_refuse_and_gives_advice() {
     let photo = dir.path().join("far.png");
     canvas.save(&photo).unwrap();
     let screen = dir.path().join("screen.png");
+    // the rpi4 profile runs int8 bundles; the demo bundle is f32, so a copy that says f32
+    let text = std::fs::read_to_string(root().join("boards/rpi4.toml")).unwrap();
+    let f32_text = text.replace("precision = \"int8\"", "precision = \"f32\"");
+    assert_ne!(f32_text, text);
+    let rpi4 = dir.path().join("rpi4-f32.toml");
+    std::fs::write(&rpi4, f32_text).unwrap();
+    let rpi4 = rpi4.to_str().unwrap();
     let o = cmd()
-        .args(["run", "--board", "rpi4", "--once", "--bundle"])
+        .args(["run", "--board", rpi4, "--once", "--bundle"])
         .arg(demo_bundle())
         .arg("--gallery")
         .arg(demo_gallery())
@@ -432,15 +439,7 @@ fn run_analyses_a_still_the_gate_would_refuse_and_gives_advice() {
         ("9", "synthetic".into()),
     ] {
         let o = cmd()
-            .args([
-                "run",
-                "--board",
-                "rpi4",
-                "--once",
-                "--session",
-                n,
-                "--bundle",
-            ])
+            .args(["run", "--board", rpi4, "--once", "--session", n, "--bundle"])
             .arg(demo_bundle())
             .arg("--gallery")
             .arg(demo_gallery())

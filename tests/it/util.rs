@@ -125,39 +125,58 @@ pub fn demo_bundle_copy(dir: &Path) -> PathBuf {
     m
 }
 
-/// Runs `c` and returns its output, its peak resident set size in KiB (from the kernel's
-/// accounting of this one child, `wait4`) and its wall time.
-// the child is reaped by wait4, which std's Child::wait cannot replace (it drops the rusage)
-#[allow(clippy::zombie_processes)]
+/// Forks (a real fork of this small interpreter), execs the command, reaps it with wait4
+/// and appends its peak RSS in KiB to stderr after [`MAXRSS_MARK`].
+const MEASURE_PY: &str = r#"
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+sys.stderr.write("\n@maxrss_kib=%d\n" % ru.ru_maxrss)
+sys.stderr.flush()
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"#;
+
+/// What [`MEASURE_PY`] writes before the peak RSS.
+const MAXRSS_MARK: &str = "\n@maxrss_kib=";
+
+/// Runs `c` and returns its output, its peak resident set size in KiB and its wall time.
+///
+/// The kernel's figure for a child this test process spawns directly is useless here: at
+/// exec, Linux records the high-water mark of the memory the child leaves (with std's
+/// vfork-style spawn, this whole test process, which holds models of other tests), so the
+/// command runs under a small python3 process that forks and measures it instead.
 pub fn run_measured(c: &mut Command) -> (Output, u64, std::time::Duration) {
-    use std::io::Read;
+    let mut m = Command::new("python3");
+    m.env_clear()
+        .arg("-c")
+        .arg(MEASURE_PY)
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            m.env(k, v);
+        }
+    }
+    if let Some(d) = c.get_current_dir() {
+        m.current_dir(d);
+    }
     let start = std::time::Instant::now();
-    let mut child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn gestalt-edge");
-    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = so.read_to_end(&mut b);
-        b
-    });
-    let mut stderr = Vec::new();
-    let _ = se.read_to_end(&mut stderr);
-    let stdout = out_reader.join().unwrap_or_default();
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data the kernel fills in; the pid is our own unreaped child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let mut out = m.output().expect("spawn python3 to measure gestalt-edge");
     let elapsed = start.elapsed();
-    use std::os::unix::process::ExitStatusExt;
-    let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout,
-        stderr,
-    };
-    (output, usage.ru_maxrss as u64, elapsed)
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let at = text
+        .rfind(MAXRSS_MARK)
+        .unwrap_or_else(|| panic!("no peak RSS reported: {text}"));
+    let kib: u64 = text[at + MAXRSS_MARK.len()..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad peak RSS line: {text}"));
+    out.stderr.truncate(at);
+    (out, kib, elapsed)
 }
