@@ -5,7 +5,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::device::{self, Analyzer, Backoff, Command, End, Event, LoopIo, LoopSettings};
-use super::*;
 use crate::capture::quality::QualityThresholds;
 use crate::capture::{Frame, SyntheticEvent, SyntheticSource};
 use crate::detect::Detection;

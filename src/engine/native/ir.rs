@@ -176,6 +176,9 @@ impl Conv {
 }
 
 /// One operation of the plan.
+// a plan holds a few hundred ops, built once at load: boxing the convolution would save
+// nothing that matters and cost an indirection per layer
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// A convolution with its folded steps.

@@ -280,6 +280,9 @@ fn place(model: &Model) -> (Vec<usize>, usize) {
     (offsets, total)
 }
 
+// the integer layer's parts, each from a different place in the import; a struct for one
+// private call site would only rename them
+#[allow(clippy::too_many_arguments)]
 fn epilogue(
     w: &[i8],
     rows: usize,
