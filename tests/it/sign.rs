@@ -13,35 +13,6 @@ fn bundle_copy(dir: &Path) -> PathBuf {
     demo_bundle_copy(dir)
 }
 
-fn ok(o: &std::process::Output) -> String {
-    let (c, out, err) = parts(o);
-    assert_eq!(c, 0, "stdout: {out}\nstderr: {err}");
-    out
-}
-
-fn gen_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let secret = dir.join(name);
-    let out = ok(&run([
-        "sign".as_ref(),
-        "--generate-key".as_ref(),
-        secret.as_os_str(),
-    ]));
-    assert!(out.contains("fingerprint"), "{out}");
-    let public = dir.join(format!("{name}.pub"));
-    (secret, public)
-}
-
-fn sign(secret: &Path, file: &Path) {
-    let out = ok(&cmd()
-        .args(["sign", "--key"])
-        .arg(secret)
-        .arg("--file")
-        .arg(file)
-        .output()
-        .unwrap());
-    assert!(out.contains("wrote"), "{out}");
-}
-
 fn predict(bundle: &Path, gallery: &Path, public: Option<&Path>) -> std::process::Output {
     let mut c = cmd();
     c.args(["predict", "--json", "--bundle"])

@@ -10,32 +10,6 @@ use std::process::Output;
 use std::time::Duration;
 use util::*;
 
-fn ok(o: &Output) -> String {
-    let (c, out, err) = parts(o);
-    assert_eq!(c, 0, "stdout: {out}\nstderr: {err}");
-    out
-}
-
-fn gen_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let secret = dir.join("site");
-    ok(&run([
-        "sign".as_ref(),
-        "--generate-key".as_ref(),
-        secret.as_os_str(),
-    ]));
-    (secret.clone(), dir.join("site.pub"))
-}
-
-fn sign(secret: &Path, file: &Path) {
-    ok(&cmd()
-        .args(["sign", "--key"])
-        .arg(secret)
-        .arg("--file")
-        .arg(file)
-        .output()
-        .unwrap());
-}
-
 fn mib(kib: u64) -> u64 {
     kib / 1024
 }
@@ -330,7 +304,7 @@ fn a_tampered_cache_never_changes_a_signed_result() {
     let bundle = demo_bundle_copy(d.path());
     let gallery = d.path().join("demo.gallery");
     std::fs::copy(demo_gallery(), &gallery).unwrap();
-    let (secret, public) = gen_key(d.path());
+    let (secret, public) = gen_key(d.path(), "site");
     sign(&secret, &bundle);
     sign(&secret, &gallery);
     let cache = d.path().join("cache");
@@ -387,7 +361,7 @@ fn build_gallery(dir: &Path, name: &str, revision: u32) -> PathBuf {
 fn an_older_signed_gallery_after_a_newer_one_is_exit_8() {
     let d = tempdir();
     let bundle = demo_bundle_copy(d.path());
-    let (secret, public) = gen_key(d.path());
+    let (secret, public) = gen_key(d.path(), "site");
     sign(&secret, &bundle);
     let old = build_gallery(d.path(), "old.gallery", 1);
     let new = build_gallery(d.path(), "new.gallery", 2);
@@ -547,7 +521,7 @@ fn signatures_carry_role_and_revision() {
     let bundle = demo_bundle_copy(d.path());
     let gallery = d.path().join("demo.gallery");
     std::fs::copy(demo_gallery(), &gallery).unwrap();
-    let (secret, public) = gen_key(d.path());
+    let (secret, public) = gen_key(d.path(), "site");
     sign(&secret, &bundle);
     sign(&secret, &gallery);
     let sig = std::fs::read_to_string(gestalt_edge::sign::signature_path(&gallery)).unwrap();

@@ -180,3 +180,35 @@ pub fn run_measured(c: &mut Command) -> (Output, u64, std::time::Duration) {
     out.stderr.truncate(at);
     (out, kib, elapsed)
 }
+
+/// Stdout of a run that must succeed (exit 0), else a failure showing both streams.
+pub fn ok(o: &std::process::Output) -> String {
+    let (c, out, err) = parts(o);
+    assert_eq!(c, 0, "stdout: {out}\nstderr: {err}");
+    out
+}
+
+/// `sign --generate-key DIR/NAME`: the secret and public key files.
+pub fn gen_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let secret = dir.join(name);
+    let out = ok(&run([
+        "sign".as_ref(),
+        "--generate-key".as_ref(),
+        secret.as_os_str(),
+    ]));
+    assert!(out.contains("fingerprint"), "{out}");
+    let public = dir.join(format!("{name}.pub"));
+    (secret, public)
+}
+
+/// `sign --key SECRET --file FILE`: writes FILE.sig.
+pub fn sign(secret: &Path, file: &Path) {
+    let out = ok(&cmd()
+        .args(["sign", "--key"])
+        .arg(secret)
+        .arg("--file")
+        .arg(file)
+        .output()
+        .unwrap());
+    assert!(out.contains("wrote"), "{out}");
+}
