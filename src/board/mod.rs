@@ -103,6 +103,9 @@ pub struct BundlePrefs {
     /// ahead of time). Absent: the CLI's default (`$XDG_CACHE_HOME/gestalt-edge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    /// The engine (below `--engine`, above the manifest's `[bundle] engine`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::bundle::EngineName>,
 }
 
 /// The camera.

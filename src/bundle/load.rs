@@ -2,15 +2,24 @@
 //! (read, verify, parse or read from the cache, optimise), so they run on up to
 //! `LoadOptions::threads` scoped threads, largest file first.
 //!
-//! Consumes the manifest's path and the per-model facts (file, sha256, input size, outputs);
-//! produces the loaded [`Net`]s with their cache outcome, in the order asked, and the first
-//! error in that order (the same error whatever the thread timing).
+//! Consumes the manifest's path and the per-model facts (file, sha256, input size, outputs,
+//! compiled file); produces the loaded [`Net`]s with their cache outcome, in the order asked,
+//! and the first error in that order (the same error whatever the thread timing).
+//!
+//! On the native engine a model with a pinned compiled file is loaded from that file alone
+//! (its ONNX file is not read); a damaged or foreign compiled file is an error naming the
+//! file and `model compile`, never skipped. Without one, the ONNX file is imported; a model
+//! outside the native set runs on tract, with the reason in [`Net::engine_note`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::Mutex;
+
+use super::manifest::CompiledSpec;
 use super::{read_verified, Net};
-use crate::engine::cache::{CacheReport, ModelCache};
+use crate::engine::cache::{CacheReport, CacheStatus, ModelCache};
+use crate::engine::native::{compiled::Source, Chooser, NativeNet};
 use crate::{Error, Result};
 
 /// One model to load.
@@ -31,6 +40,10 @@ pub(crate) struct ModelJob<'a> {
     /// Run on onnxruntime instead of tract: the shared library and the session plan
     /// (`None`: tract, through the cache).
     pub ort: Option<(&'a Path, crate::engine::OrtPlan)>,
+    /// Run on the native engine with this many threads per pass (`None`: not native).
+    pub native: Option<usize>,
+    /// The compiled file the manifest pins for this model.
+    pub compiled: Option<&'a CompiledSpec>,
 }
 
 /// A loaded model.
@@ -41,8 +54,105 @@ pub(crate) struct Loaded {
     pub bytes: Option<Vec<u8>>,
 }
 
-fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> Result<Loaded> {
+/// A report for a model loaded without the model cache.
+fn no_cache(path: &Path) -> CacheReport {
+    CacheReport {
+        model: path.to_path_buf(),
+        entry: None,
+        status: CacheStatus::Disabled,
+        bytes: 0,
+    }
+}
+
+/// The source identity a compiled file must carry: the ONNX file's sha256 and the size.
+fn source_of(job: &ModelJob<'_>) -> Result<Source> {
+    let mut sha256 = [0u8; 32];
+    for (i, b) in sha256.iter_mut().enumerate() {
+        *b = u8::from_str_radix(job.sha256.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
+            .map_err(|_| Error::Usage(format!("{}: sha256 is not hex", job.entry)))?;
+    }
+    Ok(Source {
+        sha256,
+        width: job.width,
+        height: job.height,
+    })
+}
+
+/// Loads the model's pinned compiled file on the native engine.
+fn load_compiled(
+    manifest: &Path,
+    job: &ModelJob<'_>,
+    c: &CompiledSpec,
+    threads: usize,
+    chooser: &Mutex<Chooser>,
+) -> Result<Loaded> {
+    let entry = format!("{}: compiled file", job.entry);
+    let remake = format!(
+        "remake it with `gestalt-edge model compile --bundle {}`",
+        manifest.display()
+    );
+    let (path, bytes) =
+        read_verified(manifest, &entry, &c.file, &c.sha256).map_err(|e| match e {
+            Error::Bundle { path, reason } => Error::bundle(path, format!("{reason}; {remake}")),
+            other => other,
+        })?;
+    let source = source_of(job)?;
+    let planned = {
+        let mut ch = chooser
+            .lock()
+            .map_err(|_| Error::Internal("kernel chooser poisoned".into()))?;
+        NativeNet::from_compiled(&bytes, &source, threads, &mut *ch)
+    };
+    drop(bytes);
+    let net = planned
+        .map_err(|e| e.to_string())
+        .and_then(|n| Net::from_native(&path, n, &job.outputs, 1))
+        .map_err(|e| Error::bundle(&path, format!("{entry}: {e}; {remake}")))?;
+    Ok(Loaded {
+        net,
+        cache: no_cache(&path),
+        bytes: None,
+    })
+}
+
+fn load_one(
+    manifest: &Path,
+    job: &ModelJob<'_>,
+    cache: Option<&ModelCache>,
+    chooser: &Mutex<Chooser>,
+) -> Result<Loaded> {
+    if let (Some(threads), Some(c), false) = (job.native, job.compiled, job.keep_bytes) {
+        return load_compiled(manifest, job, c, threads, chooser);
+    }
     let (path, bytes) = read_verified(manifest, &job.entry, job.file, job.sha256)?;
+    let mut note = None;
+    if let Some(threads) = job.native {
+        let planned = {
+            let mut ch = chooser
+                .lock()
+                .map_err(|_| Error::Internal("kernel chooser poisoned".into()))?;
+            NativeNet::from_onnx(
+                &bytes,
+                job.width as usize,
+                job.height as usize,
+                threads,
+                &mut *ch,
+            )
+        };
+        match planned
+            .map_err(|e| e.to_string())
+            .and_then(|n| Net::from_native(&path, n, &job.outputs, 1))
+        {
+            Ok(net) => {
+                return Ok(Loaded {
+                    net,
+                    cache: no_cache(&path),
+                    bytes: job.keep_bytes.then_some(bytes),
+                })
+            }
+            Err(why) => note = Some(why),
+        }
+    }
     if let Some((library, plan)) = job.ort {
         let net = crate::engine::load_net(
             &crate::engine::NetEngine::Ort(library, plan),
@@ -63,7 +173,7 @@ fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> 
             bytes: job.keep_bytes.then_some(bytes),
         });
     }
-    let (net, report) = Net::load_cached(
+    let (mut net, report) = Net::load_cached(
         &path,
         &bytes,
         cache.map(|c| (c, job.sha256)),
@@ -72,6 +182,9 @@ fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> 
         &job.outputs,
         1,
     )?;
+    if let Some(why) = note {
+        net.set_engine_note(why);
+    }
     Ok(Loaded {
         net,
         cache: report,
@@ -79,12 +192,14 @@ fn load_one(manifest: &Path, job: &ModelJob<'_>, cache: Option<&ModelCache>) -> 
     })
 }
 
-/// Loads every job on up to `threads` threads (at least 1); results in job order.
+/// Loads every job on up to `threads` threads (at least 1); results in job order. Native
+/// plans take their kernels from `chooser`.
 pub(crate) fn load_all(
     manifest: &Path,
     jobs: &[ModelJob<'_>],
     cache: Option<&ModelCache>,
     threads: usize,
+    chooser: &Mutex<Chooser>,
 ) -> Result<Vec<Loaded>> {
     let dir = manifest.parent().unwrap_or(Path::new("."));
     // largest first, so the last thread to finish is not left with the biggest model
@@ -95,7 +210,7 @@ pub(crate) fn load_all(
     let results: Vec<(usize, Result<Loaded>)> = if workers <= 1 {
         order
             .iter()
-            .map(|&i| (i, load_one(manifest, &jobs[i], cache)))
+            .map(|&i| (i, load_one(manifest, &jobs[i], cache, chooser)))
             .collect()
     } else {
         let next = AtomicUsize::new(0);
@@ -105,7 +220,7 @@ pub(crate) fn load_all(
                     s.spawn(|| {
                         let mut done = Vec::new();
                         while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            done.push((i, load_one(manifest, &jobs[i], cache)));
+                            done.push((i, load_one(manifest, &jobs[i], cache, chooser)));
                         }
                         done
                     })

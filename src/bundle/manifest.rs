@@ -102,6 +102,34 @@ pub struct DetectorSpec {
     /// `padded` (default) or `exact` (the reference's unpadded long-side-640 input).
     #[serde(default, skip_serializing_if = "InputMode::is_padded")]
     pub input_mode: InputMode,
+    /// The native engine's compiled form of `file` (`model compile`); not part of the
+    /// bundle id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<CompiledSpec>,
+}
+
+/// A compiled model file (`model compile`): the native engine's canonical weights and plan
+/// for one ONNX file and input size, pinned by its sha256 so a signed manifest covers what
+/// runs. When the native engine runs the model, the ONNX file is not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompiledSpec {
+    /// File name, relative to the manifest's folder.
+    pub file: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// The engine a manifest or a board profile asks for (the `--engine` flag wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    /// The native engine on tract-linalg's kernels (models it does not cover run on tract).
+    Native,
+    /// tract-onnx.
+    Tract,
+    /// onnxruntime (cargo feature `ort`).
+    Ort,
 }
 
 /// One embedding network of the ensemble.
@@ -124,6 +152,10 @@ pub struct EmbedderSpec {
     /// TTA views as `[flip, gray]` pairs; default: the reference four in reference order.
     #[serde(default = "default_views")]
     pub views: Vec<[bool; 2]>,
+    /// The native engine's compiled form of `file` (`model compile`); not part of the
+    /// bundle id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<CompiledSpec>,
 }
 
 /// The reference's TTA views as `[flip, gray]`, in its order: (0,0), (0,1), (1,0), (1,1).
@@ -155,6 +187,10 @@ pub struct BundleInfo {
     /// precision; not part of the bundle id.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// The engine this bundle prefers (below `--engine` and the board profile; default
+    /// native); not part of the bundle id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineName>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -228,6 +264,7 @@ impl Manifest {
                 .map_err(|err| format!("embedder '{}': file: {err}", e.name))?;
         }
         check_hash(&self.detector.sha256, "detector")?;
+        check_compiled(self.detector.compiled.as_ref(), "detector")?;
         check_input(&self.detector.input, "detector")?;
         if !(self.detector.score_threshold.is_finite()
             && (0.0..1.0).contains(&self.detector.score_threshold))
@@ -249,6 +286,7 @@ impl Manifest {
                 ));
             }
             check_hash(&e.sha256, &what)?;
+            check_compiled(e.compiled.as_ref(), &what)?;
             check_input(&e.input, &what)?;
             if e.width == 0 || e.width > 65536 {
                 return Err(format!("{what}: width must be in 1..=65536"));
@@ -271,6 +309,12 @@ fn check_hash(h: &str, what: &str) -> Result<(), String> {
     } else {
         Err(format!("{what}: sha256 must be 64 lower-case hex digits"))
     }
+}
+
+fn check_compiled(c: Option<&CompiledSpec>, what: &str) -> Result<(), String> {
+    let Some(c) = c else { return Ok(()) };
+    super::confine::check_name(&c.file).map_err(|e| format!("{what}: compiled file: {e}"))?;
+    check_hash(&c.sha256, &format!("{what}: compiled"))
 }
 
 fn check_input(i: &InputSpec, what: &str) -> Result<(), String> {
@@ -368,6 +412,27 @@ width = 512
         ] {
             let err = Manifest::parse(&SAMPLE.replace(from, to)).unwrap_err();
             assert!(err.contains("file"), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn engine_and_compiled_files_are_optional_and_checked() {
+        let m = Manifest::parse(SAMPLE).unwrap();
+        assert_eq!((m.bundle.engine, &m.embedders[0].compiled), (None, &None));
+        let pin = "compiled = { file = \"e.native\", sha256 = \"2222222222222222222222222222222222222222222222222222222222222222\" }\n";
+        let text = SAMPLE
+            .replace("version = \"1\"\n", "version = \"1\"\nengine = \"native\"\n")
+            .replace("width = 512\n", &format!("width = 512\n{pin}"));
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(m.bundle.engine, Some(EngineName::Native));
+        assert_eq!(m.embedders[0].compiled.as_ref().unwrap().file, "e.native");
+        assert_eq!(Manifest::parse(&toml::to_string(&m).unwrap()).unwrap(), m);
+        for bad in [
+            text.replace("e.native", "../e.native"),
+            text.replace("\"2222222222222222222222222222222222222222222222222222222222222222\"", "\"22\""),
+            text.replace("engine = \"native\"", "engine = \"gpu\""),
+        ] {
+            assert!(Manifest::parse(&bad).is_err(), "accepted {bad}");
         }
     }
 

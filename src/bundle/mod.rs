@@ -20,8 +20,8 @@ pub use crate::engine::Backend;
 use crate::engine::{self, cache};
 pub use crate::engine::{Engine, Net, OrtOptions, OrtThreading};
 pub use manifest::{
-    ChannelOrder, DetectorKind, DetectorSpec, EmbedderSpec, InputMode, InputSpec, Manifest,
-    Precision,
+    ChannelOrder, CompiledSpec, DetectorKind, DetectorSpec, EmbedderSpec, EngineName, InputMode,
+    InputSpec, Manifest, Precision,
 };
 
 use crate::{Error, Result};
@@ -57,6 +57,8 @@ pub struct Bundle {
     engine: Engine,
     /// What the model cache did for the detector, then each embedder.
     cache_reports: Vec<cache::CacheReport>,
+    /// What happened to the native engine's kernel-choice file (`None`: not used).
+    kernel_report: Option<engine::native::choose::ChoiceReport>,
 }
 
 /// Plans of the detector for the reference's unpadded input, one per input size.
@@ -143,10 +145,13 @@ pub fn bundle_id(manifest: &Manifest) -> String {
         description: String::new(),
         revision: 0,
         precision: manifest::Precision::F32,
+        engine: None,
     };
     m.detector.file.clear();
+    m.detector.compiled = None;
     for e in m.embedders.iter_mut() {
         e.file.clear();
+        e.compiled = None;
     }
     let canonical = serde_json::to_vec(&m).unwrap_or_default();
     sha256_hex(&canonical)[..16].to_string()
@@ -223,6 +228,12 @@ impl Bundle {
             outputs: outputs.clone(),
             keep_bytes: d.input_mode == InputMode::Exact,
             ort: options.engine.detector_engine(options.threads).ort(),
+            native: options
+                .engine
+                .detector_engine(options.threads)
+                .native()
+                .map(|n| n.1),
+            compiled: d.compiled.as_ref(),
         }];
         for e in &manifest.embedders {
             jobs.push(load::ModelJob {
@@ -237,6 +248,12 @@ impl Bundle {
                     .engine
                     .embedder_engine(options.threads, e.views.len())
                     .ort(),
+                native: options
+                    .engine
+                    .embedder_engine(options.threads, e.views.len())
+                    .native()
+                    .map(|n| n.1),
+                compiled: e.compiled.as_ref(),
             });
         }
         // The trust rule: under a public key only what the signed manifest pins may influence
@@ -248,8 +265,25 @@ impl Bundle {
             Some(_) => None,
             None => options.cache_dir.as_deref().map(cache::ModelCache::new),
         };
-        let mut loaded =
-            load::load_all(path, &jobs, model_cache.as_ref(), options.threads)?.into_iter();
+        // kernel choices are remembered in the cache folder even under a key: a choice cannot
+        // change an integer result, and between f32 kernels only the rounding differs
+        let kernels = match &options.engine {
+            Engine::Native(o) => o.kernels,
+            _ => engine::native::KernelMode::Features,
+        };
+        let chooser = Mutex::new(engine::native::Chooser::new(
+            kernels,
+            options.cache_dir.as_deref(),
+        ));
+        let mut loaded = load::load_all(
+            path,
+            &jobs,
+            model_cache.as_ref(),
+            options.threads,
+            &chooser,
+        )?
+        .into_iter();
+        let kernel_report = chooser.into_inner().ok().and_then(|mut c| c.finish());
         let Some(first) = loaded.next() else {
             return Err(Error::bundle(path, "the detector was not loaded"));
         };
@@ -306,6 +340,7 @@ impl Bundle {
             threads: options.engine.workers(options.threads),
             engine: options.engine,
             cache_reports,
+            kernel_report,
         })
     }
 
@@ -337,6 +372,12 @@ impl Bundle {
     /// The engine the networks run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What happened to the native engine's kernel-choice file while loading: choices
+    /// remembered, measured, and why a damaged file was rebuilt (`None`: not used).
+    pub fn kernel_report(&self) -> Option<&engine::native::choose::ChoiceReport> {
+        self.kernel_report.as_ref()
     }
 }
 

@@ -328,13 +328,19 @@ pub struct RunArgs {
 /// Inference engine of `bench`: one, or each in its own process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchEngineArg {
-    /// tract (pure Rust, the default engine).
+    /// The native engine (the default).
+    Native,
+    /// tract-onnx.
     Tract,
     /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
     Ort,
-    /// Both engines, each in its own process (tract, onnxruntime per-pass, onnxruntime
-    /// intra-op), and the ratios tract / onnxruntime.
+    /// tract and onnxruntime, each in its own process (tract, onnxruntime per-pass,
+    /// onnxruntime intra-op), and the ratios tract / onnxruntime.
     Both,
+    /// Every engine of this build, each in its own process (native, tract, and onnxruntime
+    /// per-pass with the `ort` feature), and the ratios of each over onnxruntime (over tract
+    /// without it).
+    All,
 }
 
 /// Arguments of `bench`.
@@ -344,10 +350,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MANIFEST")]
     pub bundle: PathBuf,
     /// Inference engine (`--backend` is the former name).
-    #[arg(long, alias = "backend", value_enum, default_value = "tract")]
+    #[arg(long, alias = "backend", value_enum, default_value = "native")]
     pub engine: BenchEngineArg,
     #[command(flatten)]
     pub ort: OrtArgs,
+    #[command(flatten)]
+    pub native: NativeArgs,
     /// Worker threads for the embedding passes [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
@@ -446,6 +454,9 @@ pub struct CompileArgs {
     /// Models loaded side by side [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
+    /// Only fill the model cache: write no compiled files and leave the manifest as it is.
+    #[arg(long)]
+    pub no_native: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -462,8 +473,9 @@ pub enum ModelCommand {
     /// Show what tract makes of one model: optimised operators, matrix kernels, time per
     /// operator kind.
     Profile(ProfileArgs),
-    /// Fill the model cache ahead of time (decluttered models as NNEF), e.g. for a kiosk
-    /// image, so the first start on the device skips ONNX parsing.
+    /// Compile every model the native engine covers into a file beside it and pin it in the
+    /// manifest (rewritten in place: sign it again), and fill the model cache for the rest
+    /// (decluttered models as NNEF), so a device starts without parsing ONNX.
     Compile(CompileArgs),
 }
 
@@ -559,7 +571,10 @@ pub struct SignArgs {
 /// Inference engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineArg {
-    /// tract (pure Rust, the default engine).
+    /// The native engine on tract-linalg's kernels (the default; a model with an operation
+    /// outside its set runs on tract).
+    Native,
+    /// tract-onnx (pure Rust; the reference).
     Tract,
     /// onnxruntime, loaded at run time (builds with the `ort` cargo feature).
     Ort,
@@ -589,9 +604,31 @@ pub struct OrtArgs {
 /// `--engine` and the onnxruntime settings, for commands that analyse photos.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
-    /// Inference engine for every model [default: tract] (`--backend` is the former name).
+    /// Inference engine for every model [default: the board profile's, else the manifest's
+    /// `[bundle] engine`, else native] (`--backend` is the former name).
     #[arg(long, alias = "backend", value_enum)]
     pub engine: Option<EngineArg>,
     #[command(flatten)]
     pub ort: OrtArgs,
+    #[command(flatten)]
+    pub native: NativeArgs,
+}
+
+/// The native engine's settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NativeArgs {
+    /// How the native engine picks its matrix kernels: `measured` (timed once per device and
+    /// remembered in the cache folder; by features without one) or `features` (by CPU
+    /// features alone: deterministic, for emulators) [default: measured].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub kernels: Option<KernelsArg>,
+}
+
+/// How the native engine picks its matrix kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelsArg {
+    /// Timed on this device, remembered in the cache folder.
+    Measured,
+    /// By CPU features alone.
+    Features,
 }

@@ -17,14 +17,18 @@ use gestalt_edge::board::Board;
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::capture::Limits;
 use gestalt_edge::detect::FaceChoice;
-use gestalt_edge::engine::{Engine, OrtOptions, OrtThreading};
+use gestalt_edge::bundle::EngineName;
+use gestalt_edge::engine::native::KernelMode;
+use gestalt_edge::engine::{Engine, NativeOptions, OrtOptions, OrtThreading};
 use gestalt_edge::gallery::Gallery;
 use gestalt_edge::pipeline::{FaceAnalysis, PipelineOptions};
 use gestalt_edge::rollback::{RevisionState, Subject, Verdict};
 use gestalt_edge::sign::PublicKey;
 use gestalt_edge::{Error, Result};
 
-use super::args::{AnalyseArgs, CacheArgs, EngineArg, FaceArg, OrtArgs, OrtThreadingArg};
+use super::args::{
+    AnalyseArgs, CacheArgs, EngineArg, FaceArg, KernelsArg, NativeArgs, OrtArgs, OrtThreadingArg,
+};
 
 /// Environment variable naming the onnxruntime shared library when `--ort-lib` is absent
 /// (the name the `ort` crate documents).
@@ -109,8 +113,14 @@ pub fn ort_threading(a: &OrtArgs) -> OrtThreadingArg {
 
 /// The engine for `kind`; onnxruntime in a build without the `ort` feature is a usage error
 /// (exit 2), a missing library exit 5.
-pub fn engine(kind: EngineArg, ort: &OrtArgs) -> Result<Engine> {
+pub fn engine(kind: EngineArg, ort: &OrtArgs, native: &NativeArgs) -> Result<Engine> {
     match kind {
+        EngineArg::Native => Ok(Engine::Native(NativeOptions {
+            kernels: match native.kernels.unwrap_or(KernelsArg::Measured) {
+                KernelsArg::Measured => KernelMode::Measured,
+                KernelsArg::Features => KernelMode::Features,
+            },
+        })),
         EngineArg::Tract => Ok(Engine::Tract),
         EngineArg::Ort if !cfg!(feature = "ort") => Err(Error::Usage(
             "--engine ort needs a build with the `ort` cargo feature (cargo build --features ort)"
@@ -124,6 +134,25 @@ pub fn engine(kind: EngineArg, ort: &OrtArgs) -> Result<Engine> {
             },
         })),
     }
+}
+
+/// The engine asked for: the flag, else the board profile's `[bundle] engine`, else the
+/// manifest's `[bundle] engine`, else native. A manifest that cannot be read here is
+/// reported when the bundle loads.
+pub fn engine_kind(flag: Option<EngineArg>, board: Option<&Board>, manifest: &Path) -> EngineArg {
+    let named = |n: EngineName| match n {
+        EngineName::Native => EngineArg::Native,
+        EngineName::Tract => EngineArg::Tract,
+        EngineName::Ort => EngineArg::Ort,
+    };
+    flag.or_else(|| board.and_then(|b| b.bundle.engine).map(named))
+        .or_else(|| {
+            gestalt_edge::bundle::read_manifest(manifest)
+                .ok()
+                .and_then(|m| m.bundle.engine)
+                .map(named)
+        })
+        .unwrap_or(EngineArg::Native)
 }
 
 impl OrtThreadingArg {
@@ -168,11 +197,11 @@ impl Settings {
                 "--max-megapixels must be a positive number".into(),
             ));
         }
-        let kind = a.engine.engine.unwrap_or(EngineArg::Tract);
+        let kind = engine_kind(a.engine.engine, board, &a.bundle);
         Ok(Settings {
             bundle: a.bundle.clone(),
             threads: threads(a.threads, board.and_then(|b| b.board.threads)),
-            engine: engine(kind, &a.engine.ort)?,
+            engine: engine(kind, &a.engine.ort, &a.engine.native)?,
             cache_dir: cache_dir(&a.cache, board.and_then(|b| b.bundle.cache_dir.as_deref())),
             public_key: a
                 .public_key
@@ -375,6 +404,7 @@ pub fn child_args(
     v.push("--engine".into());
     v.push(
         match engine {
+            EngineArg::Native => "native",
             EngineArg::Tract => "tract",
             EngineArg::Ort => "ort",
         }

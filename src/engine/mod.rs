@@ -1,6 +1,8 @@
-//! Engines: what runs a network. tract (pure Rust, the default, `net.rs`) and onnxruntime
-//! (cargo feature `ort`, a shared library loaded at run time, `ort_net.rs`); every network of
-//! a bundle runs on the one [`Engine`] its [`crate::bundle::LoadOptions`] name.
+//! Engines: what runs a network. The native engine (tract-linalg's kernels called directly,
+//! [`native`], the default), tract-onnx (pure Rust, `net.rs`: the reference, and the
+//! fallback for models with an operation outside the native set) and onnxruntime (cargo
+//! feature `ort`, a shared library loaded at run time, `ort_net.rs`); every network of a
+//! bundle runs on the [`Engine`] its [`crate::bundle::LoadOptions`] name.
 //!
 //! Consumes ONNX bytes already checked against the manifest, a pinned input shape and NCHW
 //! f32 data; produces a loaded [`Net`] and its named f32 outputs, so stages never see an
@@ -8,9 +10,8 @@
 //! is refused with a clear error, without the feature): per network, how many sessions and
 //! intra-op threads onnxruntime gets, and how many worker threads run the embedding passes.
 //! [`cache`] stores tract's decluttered models (NNEF) so a device starts fast. [`native`] is
-//! the third engine, on tract-linalg's kernels called directly (ONNX import to an NHWC plan,
-//! f32 and int8 execution, kernels chosen by measurement, versioned compiled files); it is
-//! tested against tract here but not yet a choice of [`Engine`].
+//! the engine on tract-linalg's kernels called directly (ONNX import to an NHWC plan, f32 and
+//! int8 execution, kernels chosen by measurement, versioned compiled files).
 //!
 //! Adding an engine: a module beside `net.rs` and `ort_net.rs` (its own cargo feature if it
 //! pulls a dependency), a variant of [`Engine`] and of [`NetEngine`], an arm in [`load_net`]
@@ -31,6 +32,8 @@ use crate::Result;
 /// The inference engine that runs every network of a bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Engine {
+    /// The native engine; a model with an operation outside its set runs on tract.
+    Native(NativeOptions),
     /// tract (pure Rust).
     #[default]
     Tract,
@@ -41,6 +44,20 @@ pub enum Engine {
 /// The former name of [`Engine`] (the `--backend` flag is now `--engine`, which keeps
 /// `--backend` as an alias); kept for one release.
 pub type Backend = Engine;
+
+/// How the native engine runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NativeOptions {
+    /// How its matrix kernels are picked.
+    pub kernels: native::KernelMode,
+}
+
+impl Engine {
+    /// The native engine with kernels chosen by measurement.
+    pub fn native() -> Engine {
+        Engine::Native(NativeOptions::default())
+    }
+}
 
 /// How to load and thread onnxruntime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +125,10 @@ impl OrtThreading {
 }
 
 impl Engine {
-    /// Short engine name for reports: `tract` or `ort`.
+    /// Short engine name for reports: `native`, `tract` or `ort`.
     pub fn name(&self) -> &'static str {
         match self {
+            Engine::Native(_) => "native",
             Engine::Tract => "tract",
             Engine::Ort(_) => "ort",
         }
@@ -119,7 +137,7 @@ impl Engine {
     /// Worker threads that run the embedding passes for a pipeline of `threads` threads.
     pub fn workers(&self, threads: usize) -> usize {
         match self {
-            Engine::Tract => threads.max(1),
+            Engine::Native(_) | Engine::Tract => threads.max(1),
             Engine::Ort(o) => o.threading.workers(threads),
         }
     }
@@ -138,6 +156,9 @@ pub(crate) fn ort_missing() -> crate::Error {
 /// The engine one network is loaded on.
 #[derive(Debug, Clone, Copy)]
 pub enum NetEngine<'a> {
+    /// The native engine, each pass split over this many threads (tract when a model is
+    /// outside its set).
+    Native(NativeOptions, usize),
     /// tract (no model cache).
     Tract,
     /// onnxruntime from this shared library, with this session plan.
@@ -148,6 +169,8 @@ impl Engine {
     /// The engine for the detector of a pipeline of `threads` threads.
     pub fn detector_engine(&self, threads: usize) -> NetEngine<'_> {
         match self {
+            // one detector pass at a time: it gets every thread
+            Engine::Native(o) => NetEngine::Native(*o, threads.max(1)),
             Engine::Tract => NetEngine::Tract,
             Engine::Ort(o) => NetEngine::Ort(&o.library, o.threading.detector(threads)),
         }
@@ -156,6 +179,8 @@ impl Engine {
     /// The engine for an embedder run for `views` TTA views.
     pub fn embedder_engine(&self, threads: usize, views: usize) -> NetEngine<'_> {
         match self {
+            // the passes run side by side on the workers, one thread each
+            Engine::Native(o) => NetEngine::Native(*o, 1),
             Engine::Tract => NetEngine::Tract,
             Engine::Ort(o) => NetEngine::Ort(&o.library, o.threading.embedder(threads, views)),
         }
@@ -166,15 +191,25 @@ impl<'a> NetEngine<'a> {
     /// The onnxruntime library and session plan, `None` for tract.
     pub fn ort(&self) -> Option<(&'a Path, OrtPlan)> {
         match *self {
-            NetEngine::Tract => None,
+            NetEngine::Native(..) | NetEngine::Tract => None,
             NetEngine::Ort(library, plan) => Some((library, plan)),
+        }
+    }
+
+    /// The native engine's options and pass threads, `None` for the others.
+    pub fn native(&self) -> Option<(NativeOptions, usize)> {
+        match *self {
+            NetEngine::Native(o, threads) => Some((o, threads)),
+            _ => None,
         }
     }
 }
 
 /// Loads ONNX `bytes` (from `path`) on `engine`, input pinned to
 /// `[batch, 3, height, width]` with `(width, height)` = `size`, outputs selected by name (all
-/// when empty). Without the `ort` feature, an onnxruntime engine is a usage error.
+/// when empty). Without the `ort` feature, an onnxruntime engine is a usage error. On the
+/// native engine (kernels by CPU features), a model outside its set runs on tract and
+/// [`Net::engine_note`] says why.
 pub fn load_net(
     engine: &NetEngine<'_>,
     path: &Path,
@@ -184,6 +219,18 @@ pub fn load_net(
     batch: usize,
 ) -> Result<Net> {
     match *engine {
+        NetEngine::Native(_, threads) => {
+            let imported =
+                native::NativeNet::from_onnx(bytes, size.0 as usize, size.1 as usize, threads, &mut native::ByFeatures);
+            match imported.map_err(|e| e.to_string()).and_then(|n| Net::from_native(path, n, outputs, batch)) {
+                Ok(net) => Ok(net),
+                Err(why) => {
+                    let mut net = Net::load_batched(path, bytes, size.0, size.1, outputs, batch)?;
+                    net.set_engine_note(why);
+                    Ok(net)
+                }
+            }
+        }
         NetEngine::Tract => Net::load_batched(path, bytes, size.0, size.1, outputs, batch),
         #[cfg(feature = "ort")]
         NetEngine::Ort(library, plan) => {

@@ -21,6 +21,8 @@ pub struct Net {
     outputs: Vec<(String, Vec<usize>)>,
     path: PathBuf,
     macs: u64,
+    /// Why the network runs on another engine than the one asked for.
+    note: Option<String>,
 }
 
 impl std::fmt::Debug for Net {
@@ -32,8 +34,10 @@ impl std::fmt::Debug for Net {
     }
 }
 
-/// The engine holding a network: tract's plan, or onnxruntime sessions (feature `ort`).
+/// The engine holding a network: tract's plan, the native engine's plan with the indices of
+/// the selected outputs, or onnxruntime sessions (feature `ort`).
 enum Runtime {
+    Native(super::native::NativeNet, Vec<usize>),
     Tract(Arc<TypedRunnableModel>),
     #[cfg(feature = "ort")]
     Ort(super::ort_net::OrtNet),
@@ -186,7 +190,71 @@ impl Net {
             outputs: out_facts,
             path: path.to_path_buf(),
             macs,
+            note: None,
         })
+    }
+
+    /// Wraps a planned native network, selecting `outputs` by name (all when empty) for a
+    /// `batch` of inputs run one after the other. `Err` says why it cannot stand for the
+    /// model (an output it does not produce): the caller then loads it on tract.
+    pub fn from_native(
+        path: &Path,
+        net: super::native::NativeNet,
+        outputs: &[String],
+        batch: usize,
+    ) -> std::result::Result<Net, String> {
+        let all = net.outputs();
+        let pick: Vec<usize> = if outputs.is_empty() {
+            (0..all.len()).collect()
+        } else {
+            outputs
+                .iter()
+                .map(|want| {
+                    all.iter().position(|(n, _)| n == want).ok_or_else(|| {
+                        format!("the native engine does not produce output '{want}'")
+                    })
+                })
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let (w, h) = net.input_size();
+        let batch = batch.max(1);
+        let out_facts = pick
+            .iter()
+            .map(|&i| {
+                let (name, mut dims) = all[i].clone();
+                if let Some(d) = dims.first_mut() {
+                    *d *= batch;
+                }
+                (name, dims)
+            })
+            .collect();
+        Ok(Net {
+            macs: net.macs() * batch as u64,
+            runtime: Runtime::Native(net, pick),
+            shape: [batch, 3, h, w],
+            outputs: out_facts,
+            path: path.to_path_buf(),
+            note: None,
+        })
+    }
+
+    /// Why this network runs on another engine than the one asked for (the native engine's
+    /// reason for leaving it to tract), if it does.
+    pub fn engine_note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// Records why this network runs on another engine than the one asked for.
+    pub fn set_engine_note(&mut self, why: String) {
+        self.note = Some(why);
+    }
+
+    /// The native engine's kernel names, empty on the other engines.
+    pub fn kernels(&self) -> Vec<String> {
+        match &self.runtime {
+            Runtime::Native(net, _) => net.kernels(),
+            _ => Vec::new(),
+        }
     }
 
     /// Loads `bytes` on onnxruntime (the shared library at `library`) with the input pinned to
@@ -212,12 +280,14 @@ impl Net {
             outputs,
             path: path.to_path_buf(),
             macs: 0,
+            note: None,
         })
     }
 
-    /// The engine running this network: `tract` or `ort`.
+    /// The engine running this network: `native`, `tract` or `ort`.
     pub fn engine(&self) -> &'static str {
         match self.runtime {
+            Runtime::Native(..) => "native",
             Runtime::Tract(_) => "tract",
             #[cfg(feature = "ort")]
             Runtime::Ort(_) => "ort",
@@ -225,7 +295,8 @@ impl Net {
     }
 
     /// Multiply-accumulates of one run (all of the batch), as tract's cost model counts them
-    /// on the optimised graph (0 on onnxruntime, which has no cost model).
+    /// on the optimised graph or the native plan counts them (0 on onnxruntime, which has no
+    /// cost model).
     pub fn macs(&self) -> u64 {
         self.macs
     }
@@ -247,9 +318,9 @@ impl Net {
 
     /// Runs one NCHW f32 input of the pinned shape; returns every output flattened, in order.
     pub fn run(&self, data: Vec<f32>) -> Result<Vec<Vec<f32>>> {
-        #[allow(clippy::infallible_destructuring_match)] // one arm without the `ort` feature
         let plan = match &self.runtime {
             Runtime::Tract(plan) => plan,
+            Runtime::Native(net, pick) => return self.run_native(net, pick, &data),
             #[cfg(feature = "ort")]
             Runtime::Ort(net) => return net.run(&self.path, self.shape, data),
         };
@@ -266,6 +337,39 @@ impl Net {
                     .map_err(|e| tract_err(&self.path, "output", e))
             })
             .collect()
+    }
+}
+
+impl Net {
+    /// Runs each input of the batch on the native plan; the selected outputs of the items,
+    /// concatenated in batch order.
+    fn run_native(
+        &self,
+        net: &super::native::NativeNet,
+        pick: &[usize],
+        data: &[f32],
+    ) -> Result<Vec<Vec<f32>>> {
+        let one: usize = self.shape[1..].iter().product();
+        if data.len() != one * self.shape[0] {
+            return Err(Error::bundle(
+                &self.path,
+                format!(
+                    "input tensor: {} values, expected {}",
+                    data.len(),
+                    one * self.shape[0]
+                ),
+            ));
+        }
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); pick.len()];
+        for item in data.chunks(one) {
+            let mut all = net
+                .run(item)
+                .map_err(|e| Error::bundle(&self.path, format!("inference failed: {e}")))?;
+            for (o, &i) in out.iter_mut().zip(pick) {
+                o.append(&mut all[i]);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -272,6 +272,8 @@ pub fn quantize_bundle(
     )?;
     manifest.detector.file = int8_name(&det.file);
     manifest.detector.sha256 = crate::bundle::sha256_hex(&q);
+    // a compiled file belongs to the float model: `model compile` makes the int8 one
+    manifest.detector.compiled = None;
     super::synth::write_atomic(&staging.path().join(&manifest.detector.file), &q)?;
     drop(q);
     models.push(ModelReport {
@@ -296,6 +298,7 @@ pub fn quantize_bundle(
         )?;
         manifest.embedders[i].file = int8_name(&e.file);
         manifest.embedders[i].sha256 = crate::bundle::sha256_hex(&q);
+        manifest.embedders[i].compiled = None;
         super::synth::write_atomic(&staging.path().join(&manifest.embedders[i].file), &q)?;
         drop(q);
         models.push(ModelReport {

@@ -181,10 +181,14 @@ fn an_entry_for_another_input_shape_is_never_reused() {
 }
 
 fn predict_json(extra: &[&str]) -> serde_json::Value {
+    predict_json_with(&demo_bundle(), extra)
+}
+
+fn predict_json_with(bundle: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         "predict".to_string(),
         "--bundle".into(),
-        demo_bundle().display().to_string(),
+        bundle.display().to_string(),
         "--gallery".into(),
         demo_gallery().display().to_string(),
         "--json".into(),
@@ -215,7 +219,9 @@ fn strip_timings(v: &mut serde_json::Value) {
 fn cli_compile_then_predict_from_cache() {
     let dir = tempdir();
     let cache = dir.path().join("kiosk-cache");
-    let bundle = demo_bundle();
+    // compile rewrites the manifest (it pins the compiled files): a copy
+    let bundle = demo_bundle_copy(dir.path());
+    let before = std::fs::read_to_string(&bundle).expect("manifest");
     let compile = |json: bool| {
         let mut args = vec![
             "model".as_ref(),
@@ -240,15 +246,80 @@ fn cli_compile_then_predict_from_cache() {
         "{out}"
     );
     assert_eq!(entries(&cache).len(), 2);
+    // the native engine covers SFace, not YuNet (Resize): one compiled file, pinned
+    assert!(
+        out.contains("embedder 'sface': compiled") && out.contains("pinned in the manifest"),
+        "{out}"
+    );
+    assert!(
+        out.contains("detector: runs on tract: operation Resize (node"),
+        "{out}"
+    );
+    let after = std::fs::read_to_string(&bundle).expect("manifest");
+    let native = dir.path().join("sface.native");
+    let sha = gestalt_edge::bundle::sha256_hex(&std::fs::read(&native).expect("compiled"));
+    assert!(
+        after.contains(&format!(
+            "compiled = {{ file = \"sface.native\", sha256 = \"{sha}\" }}"
+        )),
+        "{after}"
+    );
+    // only that line was added: comments and everything else kept
+    assert_eq!(after.lines().count(), before.lines().count() + 1);
     let json: serde_json::Value = serde_json::from_str(&compile(true)).expect("JSON");
     let models = json["models"].as_array().expect("models");
     assert_eq!(models.len(), 2);
     assert!(models.iter().all(|m| m["status"] == "hit"), "{json}");
+    assert_eq!(json["native"]["manifest_changed"], false, "{json}");
+    assert_eq!(
+        std::fs::read_to_string(&bundle).expect("manifest"),
+        after,
+        "a second compile changes nothing"
+    );
 
-    let uncached = predict_json(&["--no-cache"]);
-    let cached = predict_json(&["--cache-dir", &cache.display().to_string()]);
+    // the demo gallery still matches (the pins are outside the bundle id); the compiled file
+    // runs without its ONNX file, and gives tract's result
+    let uncached = predict_json_with(&bundle, &["--no-cache"]);
+    let cached = predict_json_with(&bundle, &["--cache-dir", &cache.display().to_string()]);
     assert_eq!(cached, uncached);
     assert!(uncached.to_string().contains("person_a"), "{uncached}");
+    let tract = predict_json_with(&bundle, &["--no-cache", "--engine", "tract"]);
+    let dist = |v: &serde_json::Value| -> Vec<f64> {
+        v[0]["suggested_syndromes_list"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|s| s["distance"].as_f64().expect("distance"))
+            .collect()
+    };
+    let (n, t) = (dist(&uncached), dist(&tract));
+    assert_eq!(n.len(), t.len());
+    for (a, b) in n.iter().zip(&t) {
+        assert!((a - b).abs() < 1e-4, "native {n:?} vs tract {t:?}");
+    }
+    std::fs::remove_file(dir.path().join("sface.onnx")).expect("remove the ONNX file");
+    assert_eq!(predict_json_with(&bundle, &["--no-cache"]), uncached);
+
+    // a damaged or replaced compiled file is never used: exit 5 naming it and the fix
+    let good = std::fs::read(&native).expect("compiled");
+    for bad in [good[..good.len() / 2].to_vec(), {
+        let mut b = good.clone();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        b
+    }] {
+        std::fs::write(&native, &bad).expect("damage");
+        let o = run([
+            "predict",
+            "--bundle",
+            &bundle.display().to_string(),
+            "--gallery",
+            &demo_gallery().display().to_string(),
+            "--no-cache",
+            &demo_photo("person_a_2.jpg").display().to_string(),
+        ]);
+        expect_failure(&o, 5, &["sface.native", "sha256 mismatch", "model compile --bundle"]);
+    }
 }
 
 #[test]

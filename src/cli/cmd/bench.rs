@@ -66,6 +66,11 @@ struct Report {
     /// queries from the gallery's generative model).
     #[serde(skip_serializing_if = "Option::is_none")]
     gallery_search: Option<gestalt_edge::tools::gallery::SearchBench>,
+    /// Per model (detector, then embedders): the engine that ran it, its kernels, one
+    /// timed pass and its GMAC/s.
+    models: Vec<super::bench_engines::ModelRow>,
+    /// The machine's load average (1, 5, 15 min) when the timings ended.
+    load_average: [f64; 3],
 }
 
 /// Embedding-stage variants measured in one run.
@@ -227,16 +232,15 @@ fn compare_embedding(
 /// Times every stage on one engine (or each engine in its own process with `--engine both`).
 pub fn run(a: BenchArgs) -> Result<i32> {
     let settings = BenchSettings::resolve(&a)?;
-    if a.engine == BenchEngineArg::Both {
-        return super::bench_engines::run_both(&a, &settings);
-    }
-    let backend = resolve::engine(
-        match a.engine {
-            BenchEngineArg::Ort => EngineArg::Ort,
-            _ => EngineArg::Tract,
-        },
-        &a.ort,
-    )?;
+    let kind = match a.engine {
+        BenchEngineArg::Both | BenchEngineArg::All => {
+            return super::bench_engines::run_engines(&a, &settings)
+        }
+        BenchEngineArg::Native => EngineArg::Native,
+        BenchEngineArg::Tract => EngineArg::Tract,
+        BenchEngineArg::Ort => EngineArg::Ort,
+    };
+    let backend = resolve::engine(kind, &a.ort, &a.native)?;
     let threads = settings.threads;
     let frame = match &a.photo {
         Some(p) => capture::load_image(p, &Limits::default())?,
@@ -316,18 +320,19 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     for (net, spec) in embs.iter().zip(&b.manifest.embedders) {
         macs += net.macs() * spec.views.len() as u64;
     }
-    if backend != Engine::Tract {
+    if let Engine::Ort(_) = backend {
         // onnxruntime has no cost model: count on tract (after the timings and peak RSS)
         macs = super::bench_engines::tract_macs(&b)?;
     }
+    let load_average = super::bench_engines::load_average();
     let full_photo_ms = median(runs.iter().map(|r| r.2).collect());
     let gmac = macs as f64 / 1e9;
     let mut report = Report {
         bundle: a.bundle.display().to_string(),
         backend: backend.name(),
         ort_threading: match &backend {
-            Engine::Tract => None,
             Engine::Ort(_) => Some(resolve::ort_threading(&a.ort).flag()),
+            _ => None,
         },
         threads,
         gallery_size: a.gallery_size,
@@ -353,6 +358,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         rss_steady_mb,
         compare: None,
         gallery_search: None,
+        models: super::bench_engines::model_rows(&b)?,
+        load_average,
     };
     if settings.compare {
         let face = image::RgbImage::from_fn(112, 112, |x, y| {
@@ -378,8 +385,8 @@ fn print_report(r: &Report, json: bool) {
         return;
     }
     println!(
-        "{} ({} engine, {} threads, gallery {} images, median of {})",
-        r.bundle, r.backend, r.threads, r.gallery_size, r.repeat
+        "{} ({} engine, {} threads, gallery {} images, median of {}; load average {:.2})",
+        r.bundle, r.backend, r.threads, r.gallery_size, r.repeat, r.load_average[0]
     );
     if !r.face_found {
         println!("  no face found: detection timed alone, the frame centre embedded");
@@ -409,6 +416,17 @@ fn print_report(r: &Report, json: bool) {
         "  {:<20} {:>10.1} MB (after load {:.1} MB, {:.1} MB of it handed back; steady {:.1} MB)",
         "peak RSS", r.peak_rss_mb, r.rss_after_load_mb, r.rss_released_at_load_mb, r.rss_steady_mb
     );
+    for m in &r.models {
+        println!(
+            "  {:<20} {:>10.1} ms/pass {:>7.1} GMAC/s  {}{}{}",
+            m.model,
+            m.pass_ms,
+            m.gmac_per_s,
+            m.engine,
+            if m.kernels.is_empty() { String::new() } else { format!(" [{}]", m.kernels.join(", ")) },
+            m.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+        );
+    }
     if let Some(c) = &r.compare {
         println!(
             "  embed: 1 thread {:.1} ms, {} threads {:.1} ms (x{:.2}), batched per model {:.1} ms (x{:.2} of threaded)",

@@ -1,6 +1,8 @@
-//! `bench --engine both`: the same bench on tract and on onnxruntime (per-pass and
-//! intra-op threading), each in a fresh process of this binary so cold start and peak RSS
-//! are not shared, then the ratios tract / onnxruntime. Also the MAC count of a bundle
+//! `bench --engine both|all`: the same bench on several engines (`both`: tract and
+//! onnxruntime per-pass and intra-op; `all`: native, tract and, with the `ort` feature,
+//! onnxruntime per-pass), each in a fresh process of this binary so cold start and peak RSS
+//! are not shared, then the ratios of each engine over the last one. Also the per-model rows
+//! of one bench (engine, kernels, one timed pass, GMAC/s) and the MAC count of a bundle
 //! loaded on onnxruntime (which has no cost model), taken from tract.
 
 use std::path::Path;
@@ -12,7 +14,7 @@ use gestalt_edge::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::cli::args::{BenchArgs, EngineArg, OrtThreadingArg};
+use crate::cli::args::{BenchArgs, BenchEngineArg, EngineArg, OrtThreadingArg};
 use crate::cli::resolve::{self, BenchSettings};
 
 /// Multiply-accumulates of one photo (two detector passes + every view of every embedder)
@@ -43,6 +45,69 @@ pub fn tract_macs(b: &Bundle) -> Result<u64> {
         total = total.saturating_add(tract.macs().saturating_mul(times));
     }
     Ok(total)
+}
+
+/// One model of a bench: who ran it and how fast.
+#[derive(Debug, serde::Serialize)]
+pub struct ModelRow {
+    /// `detector` or the embedder's name.
+    pub model: String,
+    /// The engine that ran it.
+    pub engine: &'static str,
+    /// Why it runs on another engine than asked (the native engine's reason), if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The native engine's kernels (empty on the others).
+    pub kernels: Vec<String>,
+    /// Multiply-accumulates of one pass, 1e9.
+    pub gmac_per_pass: f64,
+    /// Median of 3 passes on a constant input, after one warm-up, ms.
+    pub pass_ms: f64,
+    /// `gmac_per_pass` over `pass_ms`.
+    pub gmac_per_s: f64,
+}
+
+/// Times one pass of every model of `b` (detector, then embedders).
+pub fn model_rows(b: &Bundle) -> Result<Vec<ModelRow>> {
+    let (det, embs) = b.nets();
+    let names = std::iter::once("detector".to_string())
+        .chain(b.manifest.embedders.iter().map(|e| e.name.clone()));
+    let mut rows = Vec::new();
+    for (net, model) in std::iter::once(det).chain(embs.iter()).zip(names) {
+        let n: usize = net.input_shape().iter().product();
+        let input = vec![0.25f32; n];
+        net.run(input.clone())?;
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            net.run(input.clone())?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let pass_ms = times[1];
+        let gmac = net.macs() as f64 / 1e9;
+        rows.push(ModelRow {
+            model,
+            engine: net.engine(),
+            note: net.engine_note().map(str::to_string),
+            kernels: net.kernels(),
+            gmac_per_pass: gmac,
+            pass_ms,
+            gmac_per_s: gmac / (pass_ms / 1e3).max(1e-9),
+        });
+    }
+    Ok(rows)
+}
+
+/// The load average (1, 5, 15 minutes) from /proc/loadavg; zeros where there is none.
+pub fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut v = text.split_whitespace().map(|x| x.parse().unwrap_or(0.0));
+    [
+        v.next().unwrap_or(0.0),
+        v.next().unwrap_or(0.0),
+        v.next().unwrap_or(0.0),
+    ]
 }
 
 /// The fields of a child's JSON report the comparison reads (the whole report is passed on
@@ -97,32 +162,47 @@ fn ratio(x: f64, y: f64) -> Value {
     }
 }
 
-/// Runs the bench on every engine and prints both (JSON with `--json`); returns the exit
-/// code of the first child that failed, else 0.
-pub fn run_both(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
-    if !cfg!(feature = "ort") {
+/// Runs the bench on every engine of `--engine both` or `all` and prints them (JSON with
+/// `--json`); returns the exit code of the first child that failed, else 0.
+pub fn run_engines(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
+    let with_ort = cfg!(feature = "ort");
+    if a.engine == BenchEngineArg::Both && !with_ort {
         return Err(Error::Usage(
             "--engine both needs a build with the `ort` cargo feature (cargo build --features ort)"
                 .into(),
         ));
     }
     let threads = settings.threads;
-    let library = resolve::ort_library(&a.ort)?;
+    let library = if with_ort {
+        Some(resolve::ort_library(&a.ort)?)
+    } else {
+        None
+    };
     warm_page_cache(&a.bundle)?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find this program's file: {e}")))?;
-    let runs: [(&'static str, EngineArg, Option<OrtThreadingArg>); 3] = [
-        ("tract", EngineArg::Tract, None),
-        ("ort", EngineArg::Ort, Some(OrtThreadingArg::PerPass)),
-        (
+    let mut runs: Vec<(&'static str, EngineArg, Option<OrtThreadingArg>)> = Vec::new();
+    if a.engine == BenchEngineArg::All {
+        runs.push(("native", EngineArg::Native, None));
+        runs.push(("tract", EngineArg::Tract, None));
+        if with_ort {
+            runs.push(("ort", EngineArg::Ort, Some(OrtThreadingArg::PerPass)));
+        }
+    } else {
+        runs.push(("tract", EngineArg::Tract, None));
+        runs.push(("ort", EngineArg::Ort, Some(OrtThreadingArg::PerPass)));
+        runs.push((
             "ort_intra_op",
             EngineArg::Ort,
             Some(OrtThreadingArg::IntraOp),
-        ),
-    ];
+        ));
+    }
     let mut children = Vec::new();
     for (label, engine, threading) in runs {
-        let ort = threading.map(|t| (library.as_path(), t));
+        let ort = match (threading, &library) {
+            (Some(t), Some(lib)) => Some((lib.as_path(), t)),
+            _ => None,
+        };
         let out = Command::new(&exe)
             .args(resolve::child_args(settings, engine, ort))
             .output()
@@ -142,24 +222,27 @@ pub fn run_both(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
             timings,
         });
     }
-    let tract = children[0].timings;
     let mut ratios = Map::new();
-    for c in &children[1..] {
-        let t = &c.timings;
-        for (field, x, y) in [
-            ("embed_ms", tract.embed_ms, t.embed_ms),
-            ("detect_ms", tract.detect_ms, t.detect_ms),
-            ("full_photo_ms", tract.full_photo_ms, t.full_photo_ms),
-            ("cold_start_ms", tract.cold_start_ms, t.cold_start_ms),
-            ("peak_rss_mb", tract.peak_rss_mb, t.peak_rss_mb),
+    for (x, y) in ratio_pairs(a.engine, &children) {
+        let (xt, yt) = (&children[x].timings, &children[y].timings);
+        for (field, p, q) in [
+            ("embed_ms", xt.embed_ms, yt.embed_ms),
+            ("detect_ms", xt.detect_ms, yt.detect_ms),
+            ("full_photo_ms", xt.full_photo_ms, yt.full_photo_ms),
+            ("cold_start_ms", xt.cold_start_ms, yt.cold_start_ms),
+            ("peak_rss_mb", xt.peak_rss_mb, yt.peak_rss_mb),
         ] {
-            ratios.insert(format!("{field}_tract_over_{}", c.label), ratio(x, y));
+            let name = format!("{field}_{}_over_{}", children[x].label, children[y].label);
+            ratios.insert(name, ratio(p, q));
         }
     }
     let mut out = Map::new();
     out.insert("bundle".into(), json!(a.bundle.display().to_string()));
     out.insert("threads".into(), json!(threads));
-    out.insert("ort_library".into(), json!(library.display().to_string()));
+    out.insert("load_average".into(), json!(load_average()));
+    if let Some(library) = &library {
+        out.insert("ort_library".into(), json!(library.display().to_string()));
+    }
     for c in &children {
         out.insert(c.label.into(), c.report.clone());
     }
@@ -173,6 +256,16 @@ pub fn run_both(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
         print_table(a, settings, &children);
     }
     Ok(0)
+}
+
+/// The (numerator, denominator) children of the ratios: `both` compares tract with each
+/// onnxruntime run; `all` compares every engine with the last (onnxruntime when built in).
+fn ratio_pairs(engine: BenchEngineArg, children: &[Child]) -> Vec<(usize, usize)> {
+    let n = children.len();
+    match engine {
+        BenchEngineArg::All => (0..n.saturating_sub(1)).map(|i| (i, n - 1)).collect(),
+        _ => (1..n).map(|i| (0, i)).collect(),
+    }
 }
 
 fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
@@ -195,12 +288,14 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
         }
         println!("{line}");
     }
-    for c in &children[1..] {
-        let r = ratio(children[0].timings.embed_ms, c.timings.embed_ms);
+    for (x, y) in ratio_pairs(a.engine, children) {
+        let r = ratio(children[x].timings.embed_ms, children[y].timings.embed_ms);
         println!(
-            "  embed_ms tract / {}: {}",
-            c.label,
+            "  embed_ms {} / {}: {}",
+            children[x].label,
+            children[y].label,
             r.as_f64().map_or("n/a".to_string(), |x| format!("{x:.3}"))
         );
     }
+    println!("  load average {:.2}", load_average()[0]);
 }

@@ -1,11 +1,14 @@
-//! `gestalt-edge model compile`: fills the model cache ahead of time (for a kiosk image), so
-//! the first start on the device skips ONNX parsing. The cache folder comes from
-//! `--cache-dir`, else the per-user default ([`resolve::default_cache_dir`]).
+//! `gestalt-edge model compile`: compiles the models the native engine covers and pins the
+//! compiled files in the manifest ([`gestalt_edge::tools::compile`]), then fills the model
+//! cache ahead of time (for a kiosk image), so the first start on the device skips ONNX
+//! parsing. The cache folder comes from `--cache-dir`, else the per-user default
+//! ([`resolve::default_cache_dir`]).
 
 use std::time::Instant;
 
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::engine::cache::{CacheReport, CacheStatus};
+use gestalt_edge::tools::compile::{compile_bundle, Outcome};
 use gestalt_edge::{Error, Result};
 
 use crate::cli::args::CompileArgs;
@@ -18,6 +21,9 @@ struct CompileReport<'a> {
     cache_dir: String,
     load_ms: f64,
     models: &'a [CacheReport],
+    /// The native engine's compiled files, detector first (absent with `--no-native`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    native: Option<&'a Outcome>,
 }
 
 /// Loads the bundle through the cache (verifying every model) and reports each entry.
@@ -34,6 +40,11 @@ pub fn run(a: CompileArgs) -> Result<i32> {
         })?;
     let threads = resolve::threads(a.threads, None);
     let t = Instant::now();
+    let native = if a.no_native {
+        None
+    } else {
+        Some(compile_bundle(&a.bundle)?)
+    };
     let options = LoadOptions {
         threads,
         cache_dir: Some(dir.clone()),
@@ -49,6 +60,7 @@ pub fn run(a: CompileArgs) -> Result<i32> {
             cache_dir: dir.display().to_string(),
             load_ms,
             models: reports,
+            native: native.as_ref(),
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
@@ -80,6 +92,7 @@ pub fn run(a: CompileArgs) -> Result<i32> {
                 r.bytes as f64 / 1e6
             );
         }
+        print_native(native.as_ref(), &a.bundle);
     }
     if let Some(r) = reports
         .iter()
@@ -95,4 +108,35 @@ pub fn run(a: CompileArgs) -> Result<i32> {
         ));
     }
     Ok(0)
+}
+
+fn print_native(outcome: Option<&Outcome>, manifest: &std::path::Path) {
+    let Some(outcome) = outcome else { return };
+    println!("native engine:");
+    for r in &outcome.models {
+        match (&r.compiled, &r.not_compiled) {
+            (Some(file), _) => println!(
+                "  {}: compiled {} ({:.1} MB), pinned in the manifest",
+                r.entry,
+                file.display(),
+                r.bytes as f64 / 1e6
+            ),
+            (None, why) => println!(
+                "  {}: runs on tract: {}",
+                r.entry,
+                why.as_deref().unwrap_or("not compiled")
+            ),
+        }
+    }
+    let sig = manifest.with_file_name(format!(
+        "{}.sig",
+        manifest.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if outcome.manifest_changed && sig.exists() {
+        println!(
+            "  the manifest changed: {} no longer matches; sign it again (gestalt-edge sign --key SECRET --file {})",
+            sig.display(),
+            manifest.display()
+        );
+    }
 }

@@ -77,10 +77,75 @@ impl plan::KernelChooser for ByFeatures {
     }
 }
 
+/// How the native engine picks its matrix kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KernelMode {
+    /// Time the candidates per product shape once per device and remember the fastest in
+    /// the cache folder ([`choose::Measured`]); without a cache folder, by features.
+    #[default]
+    Measured,
+    /// By CPU features alone ([`ByFeatures`]): deterministic, for emulators and tests.
+    Features,
+}
+
+/// A kernel chooser shared by the threads that load a bundle's models.
+#[derive(Debug)]
+pub enum Chooser {
+    /// Timed choices remembered in a file.
+    Measured(choose::Measured),
+    /// By CPU features.
+    Features(ByFeatures),
+}
+
+/// Name of the kernel-choice file in the cache folder.
+pub const CHOICE_FILE: &str = "native-kernels.txt";
+
+impl Chooser {
+    /// The chooser for `mode`, remembering timed choices in `cache_dir` (none: by features).
+    pub fn new(mode: KernelMode, cache_dir: Option<&std::path::Path>) -> Chooser {
+        match (mode, cache_dir) {
+            (KernelMode::Measured, Some(dir)) => {
+                Chooser::Measured(choose::Measured::open(Some(&dir.join(CHOICE_FILE))))
+            }
+            _ => Chooser::Features(ByFeatures),
+        }
+    }
+
+    /// Writes newly measured choices (a no-op by features); what happened to the file.
+    pub fn finish(&mut self) -> Option<choose::ChoiceReport> {
+        match self {
+            Chooser::Measured(m) => {
+                if let Err(e) = m.save() {
+                    m.report.rebuilt.get_or_insert(format!("not saved: {e}"));
+                }
+                Some(m.report.clone())
+            }
+            Chooser::Features(_) => None,
+        }
+    }
+}
+
+impl plan::KernelChooser for Chooser {
+    fn choose(
+        &mut self,
+        precision: Precision,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Kernel, NativeError> {
+        match self {
+            Chooser::Measured(c) => c.choose(precision, m, k, n),
+            Chooser::Features(c) => c.choose(precision, m, k, n),
+        }
+    }
+}
+
 /// A planned network with its buffers.
 pub struct NativeNet {
     plan: plan::Plan,
-    workspace: Mutex<exec::Workspace>,
+    /// Idle workspaces: a pass takes one (or makes one when passes overlap) and puts it
+    /// back, so steady state allocates nothing.
+    workspaces: Mutex<Vec<exec::Workspace>>,
 }
 
 impl std::fmt::Debug for NativeNet {
@@ -131,17 +196,29 @@ impl NativeNet {
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
         let plan = plan::build(model, threads, chooser)?;
-        let workspace = Mutex::new(exec::Workspace::new(&plan)?);
-        Ok(NativeNet { plan, workspace })
+        let workspaces = Mutex::new(vec![exec::Workspace::new(&plan)?]);
+        Ok(NativeNet { plan, workspaces })
     }
 
     /// Runs one NCHW f32 input; returns every output flattened (ONNX order), in output order.
     pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, NativeError> {
-        match self.workspace.try_lock() {
-            Ok(mut ws) => exec::run(&self.plan, &mut ws, input),
-            // another pass holds the buffers: this one gets its own
-            Err(_) => exec::run(&self.plan, &mut exec::Workspace::new(&self.plan)?, input),
+        let idle = self.workspaces.lock().ok().and_then(|mut w| w.pop());
+        let mut ws = match idle {
+            Some(ws) => ws,
+            // every workspace is in use by a concurrent pass: one more, kept afterwards
+            None => exec::Workspace::new(&self.plan)?,
+        };
+        let out = exec::run(&self.plan, &mut ws, input);
+        if let Ok(mut w) = self.workspaces.lock() {
+            w.push(ws);
         }
+        out
+    }
+
+    /// The input size `(width, height)` the network is planned for.
+    pub fn input_size(&self) -> (usize, usize) {
+        let s = self.plan.values[0];
+        (s.w, s.h)
     }
 
     /// Output names and ONNX shapes.
