@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Turns the GestaltMatcher-Arc reference models into a gestalt-edge model bundle.
 
-Workstation tool for researchers who hold the reference weights (torch + onnx2torch, see
-models/requirements-reference.txt; not needed on a device, in CI or for the demo).
+Workstation tool for researchers who hold the reference weights (Python 3.11 or newer, torch
++ onnx2torch, see models/requirements-reference.txt; not needed on a device, in CI or for the
+demo).
 
 Each `--embedder NAME=FILE` is one ensemble member, in the order given (the reference's order:
 the two fine-tuned models, then the glint360k iResNet-100):
@@ -31,11 +32,12 @@ the code that trained them. When that code is not importable, pass its folder wi
 modules named by `--class-module MODULE`. Loading a pickle runs code from it: export only
 files you trust.
 
-Exit codes: 0 written; 1 a file could not be written; 2 bad arguments; 3 a named file is
-missing or unreadable; 4 a file without the expected structure (not loadable, a class that
-cannot be found, a state_dict instead of a whole module, a forward that does not return
-(logits, representation), an ONNX file without one image input); 5 an output of the wrong
-width; 6 the export failed or does not reproduce the pickle's representation.
+Exit codes: 0 written; 1 a file could not be written; 2 bad arguments (or torch, onnx or
+onnx2torch not installed); 3 a named file is missing or unreadable; 4 a file without the
+expected structure (not loadable, a class that cannot be found, a state_dict instead of a
+whole module, a forward that does not return (logits, representation), an ONNX file without
+one image input); 5 an output of the wrong width; 6 the export failed or does not reproduce
+the pickle's representation.
 """
 
 import argparse

@@ -279,6 +279,8 @@ def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     # the class must pickle as reference_standin.StandInArcFace, not __main__.StandInArcFace
+    # (no __pycache__ left in models/ by importing this file as a module)
+    sys.dont_write_bytecode = True
     import reference_standin as mod
 
     os.makedirs(a.out, exist_ok=True)
