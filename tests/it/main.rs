@@ -25,5 +25,6 @@ mod no_network;
 mod ort_backend;
 mod parity;
 mod perf_models;
+mod reference_export;
 mod sign;
 mod trust;
