@@ -421,7 +421,10 @@ width = 512
         assert_eq!((m.bundle.engine, &m.embedders[0].compiled), (None, &None));
         let pin = "compiled = { file = \"e.native\", sha256 = \"2222222222222222222222222222222222222222222222222222222222222222\" }\n";
         let text = SAMPLE
-            .replace("version = \"1\"\n", "version = \"1\"\nengine = \"native\"\n")
+            .replace(
+                "version = \"1\"\n",
+                "version = \"1\"\nengine = \"native\"\n",
+            )
             .replace("width = 512\n", &format!("width = 512\n{pin}"));
         let m = Manifest::parse(&text).unwrap();
         assert_eq!(m.bundle.engine, Some(EngineName::Native));
@@ -429,7 +432,10 @@ width = 512
         assert_eq!(Manifest::parse(&toml::to_string(&m).unwrap()).unwrap(), m);
         for bad in [
             text.replace("e.native", "../e.native"),
-            text.replace("\"2222222222222222222222222222222222222222222222222222222222222222\"", "\"22\""),
+            text.replace(
+                "\"2222222222222222222222222222222222222222222222222222222222222222\"",
+                "\"22\"",
+            ),
             text.replace("engine = \"native\"", "engine = \"gpu\""),
         ] {
             assert!(Manifest::parse(&bad).is_err(), "accepted {bad}");

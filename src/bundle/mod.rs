@@ -275,14 +275,9 @@ impl Bundle {
             kernels,
             options.cache_dir.as_deref(),
         ));
-        let mut loaded = load::load_all(
-            path,
-            &jobs,
-            model_cache.as_ref(),
-            options.threads,
-            &chooser,
-        )?
-        .into_iter();
+        let mut loaded =
+            load::load_all(path, &jobs, model_cache.as_ref(), options.threads, &chooser)?
+                .into_iter();
         let kernel_report = chooser.into_inner().ok().and_then(|mut c| c.finish());
         let Some(first) = loaded.next() else {
             return Err(Error::bundle(path, "the detector was not loaded"));

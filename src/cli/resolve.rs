@@ -14,10 +14,10 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use gestalt_edge::board::Board;
+use gestalt_edge::bundle::EngineName;
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::capture::Limits;
 use gestalt_edge::detect::FaceChoice;
-use gestalt_edge::bundle::EngineName;
 use gestalt_edge::engine::native::KernelMode;
 use gestalt_edge::engine::{Engine, NativeOptions, OrtOptions, OrtThreading};
 use gestalt_edge::gallery::Gallery;

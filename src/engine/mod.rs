@@ -220,9 +220,17 @@ pub fn load_net(
 ) -> Result<Net> {
     match *engine {
         NetEngine::Native(_, threads) => {
-            let imported =
-                native::NativeNet::from_onnx(bytes, size.0 as usize, size.1 as usize, threads, &mut native::ByFeatures);
-            match imported.map_err(|e| e.to_string()).and_then(|n| Net::from_native(path, n, outputs, batch)) {
+            let imported = native::NativeNet::from_onnx(
+                bytes,
+                size.0 as usize,
+                size.1 as usize,
+                threads,
+                &mut native::ByFeatures,
+            );
+            match imported
+                .map_err(|e| e.to_string())
+                .and_then(|n| Net::from_native(path, n, outputs, batch))
+            {
                 Ok(net) => Ok(net),
                 Err(why) => {
                     let mut net = Net::load_batched(path, bytes, size.0, size.1, outputs, batch)?;

@@ -97,7 +97,10 @@ fn source(sha256: &str, size: (u32, u32)) -> Source {
 }
 
 /// Compiles one model: the compiled bytes, or why the native engine leaves it to tract.
-fn compile_one(manifest: &Path, job: &Job) -> Result<(PathBuf, std::result::Result<Vec<u8>, String>)> {
+fn compile_one(
+    manifest: &Path,
+    job: &Job,
+) -> Result<(PathBuf, std::result::Result<Vec<u8>, String>)> {
     let (path, bytes) = read_verified(manifest, &job.entry, &job.file, &job.sha256)?;
     if job.exact {
         let why = "input_mode = \"exact\" plans the detector per photo size".to_string();
@@ -170,7 +173,9 @@ pub fn compile_bundle(manifest: &Path) -> Result<Outcome> {
     // what is written must still be the same bundle, now with these pins
     let check = Manifest::parse(&new_text).map_err(|e| Error::bundle(manifest, e))?;
     if bundle::bundle_id(&check) != bundle::bundle_id(&parsed) {
-        return Err(Error::Internal("pinning compiled files changed the bundle id".into()));
+        return Err(Error::Internal(
+            "pinning compiled files changed the bundle id".into(),
+        ));
     }
     let manifest_changed = new_text != text;
     if manifest_changed {
@@ -185,9 +190,8 @@ pub fn compile_bundle(manifest: &Path) -> Result<Outcome> {
 /// The manifest text with `compiled = { file, sha256 }` set (or removed, for `None`) on the
 /// detector, then each embedder in order.
 fn pin(text: &str, pins: &[Option<(String, String)>]) -> std::result::Result<String, String> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| format!("invalid manifest: {e}"))?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().map_err(|e| format!("invalid manifest: {e}"))?;
     let set = |t: &mut toml_edit::Table, p: &Option<(String, String)>| match p {
         Some((file, sha)) => {
             let mut inline = toml_edit::InlineTable::new();
@@ -226,14 +230,22 @@ mod tests {
         let text = "# a comment\n[bundle]\nname = \"t\"\nversion = \"1\"\n\n[detector]\nkind = \"yunet\"\nfile = \"d.onnx\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\ninput = { width = 640, height = 640, channel_order = \"bgr\" }\nscore_threshold = 0.6\nnms_iou = 0.3\n\n[[embedders]]\nname = \"e\"\nfile = \"e.onnx\"\n# keep me\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\ninput = { width = 112, height = 112, channel_order = \"rgb\" }\nwidth = 512\n";
         let sha = "2".repeat(64);
         let pinned = pin(text, &[None, Some(("e.native".into(), sha.clone()))]).unwrap();
-        assert!(pinned.contains("# a comment") && pinned.contains("# keep me"), "{pinned}");
-        let (a, b) = (Manifest::parse(text).unwrap(), Manifest::parse(&pinned).unwrap());
+        assert!(
+            pinned.contains("# a comment") && pinned.contains("# keep me"),
+            "{pinned}"
+        );
+        let (a, b) = (
+            Manifest::parse(text).unwrap(),
+            Manifest::parse(&pinned).unwrap(),
+        );
         assert_eq!(b.embedders[0].compiled.as_ref().unwrap().sha256, sha);
         assert!(b.detector.compiled.is_none());
         assert_eq!(bundle::bundle_id(&a), bundle::bundle_id(&b));
         // a second pass without the pin removes it
         let unpinned = pin(&pinned, &[None, None]).unwrap();
-        assert!(Manifest::parse(&unpinned).unwrap().embedders[0].compiled.is_none());
+        assert!(Manifest::parse(&unpinned).unwrap().embedders[0]
+            .compiled
+            .is_none());
         assert_eq!(compiled_name("models/x.onnx"), "models/x.native");
     }
 }

@@ -299,6 +299,24 @@ fn cli_compile_then_predict_from_cache() {
     }
     std::fs::remove_file(dir.path().join("sface.onnx")).expect("remove the ONNX file");
     assert_eq!(predict_json_with(&bundle, &["--no-cache"]), uncached);
+    // signed on the workstation, the manifest covers the compiled file a device runs
+    let (secret, public) = gen_key(dir.path(), "site");
+    sign(&secret, &bundle);
+    let gallery = dir.path().join("demo.gallery");
+    std::fs::copy(demo_gallery(), &gallery).expect("copy the gallery");
+    sign(&secret, &gallery);
+    let o = cmd()
+        .args(["predict", "--json", "--no-cache", "--public-key"])
+        .arg(&public)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--gallery")
+        .arg(&gallery)
+        .arg(demo_photo("person_a_2.jpg"))
+        .output()
+        .expect("run");
+    let signed: serde_json::Value = serde_json::from_str(&ok(&o)).expect("JSON");
+    assert_eq!(dist(&signed), n);
 
     // a damaged or replaced compiled file is never used: exit 5 naming it and the fix
     let good = std::fs::read(&native).expect("compiled");
@@ -318,7 +336,11 @@ fn cli_compile_then_predict_from_cache() {
             "--no-cache",
             &demo_photo("person_a_2.jpg").display().to_string(),
         ]);
-        expect_failure(&o, 5, &["sface.native", "sha256 mismatch", "model compile --bundle"]);
+        expect_failure(
+            &o,
+            5,
+            &["sface.native", "sha256 mismatch", "model compile --bundle"],
+        );
     }
 }
 
@@ -344,16 +366,22 @@ fn cli_unusable_cache_folder_warns_and_still_predicts() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning: model cache not used"), "{err}");
 
-    // compile must fail loudly instead: exit 5, the folder named
+    // compile must fail loudly instead: exit 5, the folder named, nothing written
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).expect("mkdir");
+    let bundle = demo_bundle_copy(&copy);
+    let before = std::fs::read(&bundle).expect("manifest");
     let o = run([
         "model",
         "compile",
         "--bundle",
-        &demo_bundle().display().to_string(),
+        &bundle.display().to_string(),
         "--cache-dir",
         &p,
     ]);
     expect_failure(&o, 5, &["model cache entry not written", "file"]);
+    assert_eq!(std::fs::read(&bundle).expect("manifest"), before);
+    assert!(!copy.join("sface.native").exists());
     // --cache-dir and --no-cache together are a usage error
     let o = run([
         "predict",

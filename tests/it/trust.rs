@@ -310,7 +310,8 @@ fn a_tampered_cache_never_changes_a_signed_result() {
     let cache = d.path().join("cache");
     let predict = |key: bool| {
         let mut c = cmd();
-        c.args(["predict", "--json", "--bundle"])
+        // the model cache holds tract's models: every model on tract
+        c.args(["predict", "--json", "--engine", "tract", "--bundle"])
             .arg(&bundle)
             .arg("--gallery")
             .arg(&gallery)

@@ -423,7 +423,11 @@ fn print_report(r: &Report, json: bool) {
             m.pass_ms,
             m.gmac_per_s,
             m.engine,
-            if m.kernels.is_empty() { String::new() } else { format!(" [{}]", m.kernels.join(", ")) },
+            if m.kernels.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", m.kernels.join(", "))
+            },
             m.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
         );
     }

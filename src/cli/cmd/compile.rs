@@ -40,11 +40,6 @@ pub fn run(a: CompileArgs) -> Result<i32> {
         })?;
     let threads = resolve::threads(a.threads, None);
     let t = Instant::now();
-    let native = if a.no_native {
-        None
-    } else {
-        Some(compile_bundle(&a.bundle)?)
-    };
     let options = LoadOptions {
         threads,
         cache_dir: Some(dir.clone()),
@@ -53,6 +48,25 @@ pub fn run(a: CompileArgs) -> Result<i32> {
     let bundle = Bundle::load(&a.bundle, options)?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     let reports = bundle.cache_reports();
+    if let Some(r) = reports
+        .iter()
+        .find(|r| matches!(r.status, CacheStatus::NotWritten(_)))
+    {
+        let why = match &r.status {
+            CacheStatus::NotWritten(w) => w.as_str(),
+            _ => "",
+        };
+        return Err(Error::bundle(
+            &r.model,
+            format!("model cache entry not written: {why}"),
+        ));
+    }
+    // the manifest and the compiled files are written only once the cache is
+    let native = if a.no_native {
+        None
+    } else {
+        Some(compile_bundle(&a.bundle)?)
+    };
     if a.json {
         let r = CompileReport {
             bundle: a.bundle.display().to_string(),
@@ -93,19 +107,6 @@ pub fn run(a: CompileArgs) -> Result<i32> {
             );
         }
         print_native(native.as_ref(), &a.bundle);
-    }
-    if let Some(r) = reports
-        .iter()
-        .find(|r| matches!(r.status, CacheStatus::NotWritten(_)))
-    {
-        let why = match &r.status {
-            CacheStatus::NotWritten(w) => w.as_str(),
-            _ => "",
-        };
-        return Err(Error::bundle(
-            &r.model,
-            format!("model cache entry not written: {why}"),
-        ));
     }
     Ok(0)
 }
