@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Cross-builds the release binary for 64-bit ARM (Raspberry Pi 4/5, Jetson) and checks it
-# under qemu-aarch64: one demo photo against a two-person gallery, single detection pass, on
-# the CPU models of a Raspberry Pi 4 (cortex-a72: NEON kernels) and a Pi 5 (cortex-a76: adds
-# the dot-product int8 kernels). Correctness only, not speed. qemu's default CPU ("max") has
+# Cross-builds the binary for 64-bit ARM (Raspberry Pi 4/5, Jetson) and checks it under
+# qemu-aarch64, on the CPU models of a Raspberry Pi 4 (cortex-a72: NEON kernels) and a Pi 5
+# (cortex-a76: adds the dot-product int8 kernels): the native engine's deterministic kernel
+# pick (`model kernels`: the dot-product int8 kernel on A76, not on A72), and one demo photo
+# against a two-person gallery, single detection pass, SFace on the native engine with
+# kernels by CPU features (timing under an emulator means nothing). Correctness only, not
+# speed.
+#
+# CROSS_PROFILE picks the cargo profile: release (default, the binary a package ships) or
+# dev (CI: dependencies optimised, no link-time optimisation; minutes faster to build). qemu's default CPU ("max") has
 # SVE/SME, which tract then picks and qemu emulates ~35x slower still (1048 s against 29 s).
 #
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user, and
 # `rustup target add aarch64-unknown-linux-gnu`; the demo bundle from scripts/setup.sh.
-# Output goes to target/aarch64-unknown-linux-gnu/release/ (CARGO_TARGET_DIR may move it).
+# Output goes to target/aarch64-unknown-linux-gnu/release/ (debug/ with CROSS_PROFILE=dev;
+# CARGO_TARGET_DIR may move it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,17 +35,30 @@ rustup target list --installed 2>/dev/null | grep -qx "$triple" || rustup target
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 target_dir=${CARGO_TARGET_DIR:-target}
 
+profile=${CROSS_PROFILE:-release}
+case "$profile" in
+release) out=release ;;
+dev) out=debug ;;
+*)
+    echo "cross-aarch64: CROSS_PROFILE must be release or dev" >&2
+    exit 2
+    ;;
+esac
 t0=$(date +%s)
-cargo build --locked --release --target "$triple" --bin gestalt-edge
+cargo build --locked --profile "$profile" --target "$triple" --bin gestalt-edge
 t1=$(date +%s)
-arm_bin="$target_dir/$triple/release/gestalt-edge"
+arm_bin="$target_dir/$triple/$out/gestalt-edge"
 file "$arm_bin" 2>/dev/null | grep -q aarch64 || [ ! -x /usr/bin/file ] || {
     echo "cross-aarch64: $arm_bin is not an aarch64 binary" >&2
     exit 1
 }
 
 # The gallery is built by the host binary: the file format must be the same on both sides.
-cargo build --locked --bin gestalt-edge
+# CROSS_HOST_ALL_FEATURES=1 builds it with every feature, as `cargo test --all-features` did
+# just before in CI: the same artefacts, nothing rebuilt.
+host_args=()
+[ "${CROSS_HOST_ALL_FEATURES:-}" = 1 ] && host_args=(--all-features)
+cargo build --locked --bin gestalt-edge ${host_args[@]+"${host_args[@]}"}
 host_bin="$target_dir/debug/gestalt-edge"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -48,12 +68,25 @@ cp models/demo/photos/person_a_1.jpg models/demo/photos/person_b_1.jpg "$work/"
     --out "$work/tiny.gallery" --single-pass >/dev/null
 photo=models/demo/photos/person_a_2.jpg
 "$host_bin" predict --bundle models/demo/bundle.toml --gallery "$work/tiny.gallery" \
-    --single-pass --threads 1 --json "$photo" >"$work/host.json"
+    --single-pass --threads 1 --engine tract --json "$photo" >"$work/host.json"
 
 t2=$(date +%s)
 for cpu in cortex-a72 cortex-a76; do
+    QEMU_CPU=$cpu qemu-aarch64 -L "$sysroot" "$arm_bin" model kernels --json >"$work/kernels-$cpu.json"
+    python3 - "$work/kernels-$cpu.json" "$cpu" <<'PY'
+import json, sys
+k = json.load(open(sys.argv[1]))
+cpu, pick = sys.argv[2], k["int8"]["by_features"]
+dot = pick is not None and pick.endswith("_dot")
+want = cpu == "cortex-a76"
+assert k["arch"] == "aarch64", k
+assert k["f32"]["by_features"], f"no f32 kernel on {cpu}: {k}"
+assert pick and dot == want, f"{cpu}: int8 kernel {pick} (dot-product expected: {want}); {k}"
+print(f"aarch64 ({cpu}) under qemu: native kernels f32 {k['f32']['by_features']}, int8 {pick}")
+PY
     QEMU_CPU=$cpu qemu-aarch64 -L "$sysroot" "$arm_bin" predict --bundle models/demo/bundle.toml \
-        --gallery "$work/tiny.gallery" --single-pass --threads 1 --json "$photo" >"$work/arm-$cpu.json"
+        --gallery "$work/tiny.gallery" --single-pass --threads 1 --engine native --kernels features \
+        --json "$photo" >"$work/arm-$cpu.json"
     # Same ranking, distances within 1e-3 of the host's (different SIMD kernels, same maths).
     python3 - "$work/host.json" "$work/arm-$cpu.json" "$cpu" <<'PY'
 import json, sys

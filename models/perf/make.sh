@@ -4,7 +4,9 @@
 # no registry ships RetinaFace or ArcFace iResNet weights).
 #
 #   models/perf/make.sh            # -> models/perf/bundle-f32.toml + 4 ONNX files (~700 MB)
-#                                  #    and models/perf/bundle-int8.toml + 4 int8 files (~180 MB)
+#                                  #    and models/perf/bundle-int8.toml + 4 int8 files (~313 MB)
+#                                  #    (fully connected and depthwise layers stay float), each
+#                                  #    with the native engine's compiled files pinned
 #
 # RetinaFace-mobilenet0.25 (detector) + [iresnet50, iresnet100, iresnet100] (m0, m1, m2).
 # Deterministic: the same seeds give the same bytes, so the sha256 in the manifest is stable.
@@ -78,3 +80,8 @@ if [[ ! -f bundle-int8.toml ]]; then
   "${bin[@]}" model quantize --bundle bundle-f32.toml --calib ../demo/photos --out bundle-int8.toml \
     --keep-float-ends --symmetric --float-fc --float-depthwise
 fi
+
+# The native engine's compiled files, pinned in both manifests (RetinaFace's FPN upsamples
+# with Resize, outside the native set: the detector stays on tract; `model compile` says so).
+"${bin[@]}" model compile --no-cache --bundle bundle-f32.toml
+"${bin[@]}" model compile --no-cache --bundle bundle-int8.toml

@@ -455,8 +455,11 @@ pub struct CompileArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
     /// Only fill the model cache: write no compiled files and leave the manifest as it is.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_cache")]
     pub no_native: bool,
+    /// Only compile for the native engine: leave the model cache alone.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -477,6 +480,17 @@ pub enum ModelCommand {
     /// manifest (rewritten in place: sign it again), and fill the model cache for the rest
     /// (decluttered models as NNEF), so a device starts without parsing ONNX.
     Compile(CompileArgs),
+    /// The native engine's matrix kernels on this CPU: every candidate, and the ones the
+    /// deterministic mode (`--kernels features`) picks for f32 and int8.
+    Kernels(KernelsListArgs),
+}
+
+/// Arguments of `model kernels`.
+#[derive(Debug, Args)]
+pub struct KernelsListArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `model profile`.

@@ -186,3 +186,70 @@ fn a_compiled_file_runs_like_the_onnx() {
         Err(NativeError::Compiled(_))
     ));
 }
+
+#[test]
+fn a_bundle_on_the_native_engine_runs_what_it_covers_and_leaves_the_rest_to_tract() {
+    use gestalt_edge::bundle::{Bundle, LoadOptions};
+    use gestalt_edge::engine::native::KernelMode;
+    use gestalt_edge::engine::{Engine, NativeOptions};
+
+    let manifest = root().join("models/demo/bundle.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let load = |engine: Engine| {
+        Bundle::load(
+            &manifest,
+            LoadOptions {
+                threads: 2,
+                cache_dir: Some(dir.path().to_path_buf()),
+                engine,
+            },
+        )
+        .expect("the demo bundle loads")
+    };
+    let tract = load(Engine::Tract);
+    let native = load(Engine::Native(NativeOptions {
+        kernels: KernelMode::Measured,
+    }));
+    let (det, embs) = native.nets();
+    assert_eq!(embs[0].engine(), "native");
+    assert!(!embs[0].kernels().is_empty());
+    // YuNet upsamples with Resize, outside the native set: tract runs it, and says why
+    assert_eq!(det.engine(), "tract");
+    let why = det.engine_note().expect("a reason");
+    assert!(why.contains("Resize"), "{why}");
+    assert_eq!(tract.nets().1[0].engine(), "tract");
+
+    // kernels were timed and remembered; a second load reads them back
+    let report = native.kernel_report().expect("measured kernels").clone();
+    assert!(
+        report.measured > 0 && report.rebuilt.is_none(),
+        "{report:?}"
+    );
+    let file = dir.path().join(gestalt_edge::engine::native::CHOICE_FILE);
+    let again = load(Engine::native());
+    let r = again.kernel_report().expect("report");
+    assert_eq!((r.measured, r.remembered), (0, report.measured), "{r:?}");
+    // a damaged choice file is rebuilt and reported, never trusted
+    std::fs::write(&file, b"gestalt-edge kernel choices v1\nnot this cpu\n").expect("damage");
+    let rebuilt = load(Engine::native());
+    let r = rebuilt.kernel_report().expect("report");
+    assert!(r.rebuilt.is_some() && r.measured > 0, "{r:?}");
+    let text = std::fs::read_to_string(&file).expect("rewritten");
+    assert!(!text.contains("not this cpu"), "{text}");
+
+    // the same embeddings as tract on aligned demo faces
+    let limits = gestalt_edge::capture::Limits::default();
+    for photo in ["person_a_2.jpg", "person_b_1.jpg"] {
+        let path = root().join("models/demo/photos").join(photo);
+        let frame = gestalt_edge::capture::load_image(&path, &limits).expect("photo");
+        let opts = gestalt_edge::pipeline::PipelineOptions::default();
+        let a = gestalt_edge::pipeline::analyse(&tract, &frame, &opts).expect("tract");
+        let b = gestalt_edge::pipeline::analyse(&native, &frame, &opts).expect("native");
+        assert_eq!(a.embeddings.entries.len(), b.embeddings.entries.len());
+        for ((ka, va), (kb, vb)) in a.embeddings.entries.iter().zip(&b.embeddings.entries) {
+            assert_eq!(ka, kb);
+            let c = cosine(va, vb);
+            assert!(c >= 0.99999, "{photo} {ka:?}: cosine {c}");
+        }
+    }
+}

@@ -297,5 +297,29 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
             r.as_f64().map_or("n/a".to_string(), |x| format!("{x:.3}"))
         );
     }
+    for c in children {
+        for m in c.report["models"].as_array().into_iter().flatten() {
+            let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+            let kernels: Vec<&str> = m["kernels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .collect();
+            println!(
+                "  {:<14} {:<10} {:>8.1} ms/pass {:>6.1} GMAC/s  {}{}",
+                c.label,
+                m["model"].as_str().unwrap_or(""),
+                f("pass_ms"),
+                f("gmac_per_s"),
+                m["engine"].as_str().unwrap_or(""),
+                if kernels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", kernels.join(", "))
+                }
+            );
+        }
+    }
     println!("  load average {:.2}", load_average()[0]);
 }

@@ -29,6 +29,9 @@ struct CompileReport<'a> {
 /// Loads the bundle through the cache (verifying every model) and reports each entry.
 /// Fails with exit code 5 when an entry could not be written.
 pub fn run(a: CompileArgs) -> Result<i32> {
+    if a.no_cache {
+        return native_only(&a);
+    }
     let dir = a
         .cache_dir
         .clone()
@@ -140,4 +143,23 @@ fn print_native(outcome: Option<&Outcome>, manifest: &std::path::Path) {
             manifest.display()
         );
     }
+}
+
+/// `--no-cache`: compiles and pins without loading the bundle on tract.
+fn native_only(a: &CompileArgs) -> Result<i32> {
+    let t = Instant::now();
+    let outcome = compile_bundle(&a.bundle)?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if a.json {
+        let v = serde_json::json!({
+            "bundle": a.bundle.display().to_string(),
+            "compile_ms": ms,
+            "native": outcome,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("{} in {ms:.0} ms", a.bundle.display());
+        print_native(Some(&outcome), &a.bundle);
+    }
+    Ok(0)
 }

@@ -1,10 +1,12 @@
-//! `gestalt-edge model synth | quantize`: write architecture-exact graphs, and post-training
-//! int8 bundles with their agreement report.
+//! `gestalt-edge model synth | quantize | compile | profile | kernels`: write
+//! architecture-exact graphs, post-training int8 bundles with their agreement report, the
+//! native engine's compiled files, tract's operator profile, and the native kernels a CPU
+//! runs.
 
 use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::{Error, Result};
 
-use crate::cli::args::{ModelCommand, ProfileArgs, SynthArgs};
+use crate::cli::args::{KernelsListArgs, ModelCommand, ProfileArgs, SynthArgs};
 
 pub fn run(c: ModelCommand) -> Result<i32> {
     match c {
@@ -12,6 +14,40 @@ pub fn run(c: ModelCommand) -> Result<i32> {
         ModelCommand::Quantize(a) => super::quantize::run(a),
         ModelCommand::Compile(a) => super::compile::run(a),
         ModelCommand::Profile(a) => profile_cmd(a),
+        ModelCommand::Kernels(a) => kernels_cmd(a),
+    }
+}
+
+/// Lists the native engine's candidate kernels and the by-features picks.
+fn kernels_cmd(a: KernelsListArgs) -> Result<i32> {
+    use gestalt_edge::engine::native::kernels::{by_features, candidates, Precision};
+    let names = |p| -> Vec<String> { candidates(p).iter().map(|k| k.name().to_string()).collect() };
+    let pick = |p| by_features(p).map(|k| k.name().to_string());
+    let (f32_pick, i8_pick) = (pick(Precision::F32), pick(Precision::I8));
+    let v = serde_json::json!({
+        "arch": std::env::consts::ARCH,
+        "f32": { "by_features": f32_pick.as_ref().ok(), "candidates": names(Precision::F32) },
+        "int8": { "by_features": i8_pick.as_ref().ok(), "candidates": names(Precision::I8) },
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for (what, p, picked) in [
+            ("f32", Precision::F32, &f32_pick),
+            ("int8", Precision::I8, &i8_pick),
+        ] {
+            match picked {
+                Ok(k) => println!("{what}: {k} (of {})", names(p).join(", ")),
+                Err(e) => println!("{what}: none ({e})"),
+            }
+        }
+    }
+    match (f32_pick, i8_pick) {
+        (Ok(_), Ok(_)) => Ok(0),
+        (Err(e), _) | (_, Err(e)) => Err(Error::Bundle {
+            path: std::path::PathBuf::from("native engine"),
+            reason: e.to_string(),
+        }),
     }
 }
 
