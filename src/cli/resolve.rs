@@ -464,9 +464,37 @@ mod tests {
         let defaults = Settings::defaults(Path::new("b.toml"), NonZeroUsize::new(3)).unwrap();
         assert_eq!(format!("{from_flags:?}"), format!("{defaults:?}"));
         assert_eq!(defaults.threads, 3);
-        assert_eq!(defaults.engine, Engine::Tract);
+        assert_eq!(defaults.engine, Engine::native());
         assert_eq!(defaults.limits.max_pixels, 50_000_000);
         assert!(defaults.pipeline.two_pass);
+    }
+
+    #[test]
+    fn the_engine_is_the_flag_else_the_board_else_the_manifest_else_native() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("bundle.toml");
+        let demo = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/bundle.toml"),
+        )
+        .unwrap();
+        std::fs::write(&m, &demo).unwrap();
+        assert_eq!(engine_kind(None, None, &m), EngineArg::Native);
+        let tract = demo.replace("[bundle]\n", "[bundle]\nengine = \"tract\"\n");
+        assert_ne!(tract, demo);
+        std::fs::write(&m, &tract).unwrap();
+        assert_eq!(engine_kind(None, None, &m), EngineArg::Tract);
+        let mut board = gestalt_edge::board::Board::load("x86-dev").unwrap();
+        board.bundle.engine = Some(EngineName::Native);
+        assert_eq!(engine_kind(None, Some(&board), &m), EngineArg::Native);
+        assert_eq!(
+            engine_kind(Some(EngineArg::Ort), Some(&board), &m),
+            EngineArg::Ort
+        );
+        // an unreadable manifest leaves the choice to the default (the load reports it)
+        assert_eq!(
+            engine_kind(None, None, &dir.path().join("missing.toml")),
+            EngineArg::Native
+        );
     }
 
     #[test]
