@@ -37,7 +37,7 @@ impl std::fmt::Debug for Net {
 /// The engine holding a network: tract's plan, the native engine's plan with the indices of
 /// the selected outputs, or onnxruntime sessions (feature `ort`).
 enum Runtime {
-    Native(super::native::NativeNet, Vec<usize>),
+    Native(Box<super::native::NativeNet>, Vec<usize>),
     Tract(Arc<TypedRunnableModel>),
     #[cfg(feature = "ort")]
     Ort(super::ort_net::OrtNet),
@@ -230,7 +230,7 @@ impl Net {
             .collect();
         Ok(Net {
             macs: net.macs() * batch as u64,
-            runtime: Runtime::Native(net, pick),
+            runtime: Runtime::Native(Box::new(net), pick),
             shape: [batch, 3, h, w],
             outputs: out_facts,
             path: path.to_path_buf(),
