@@ -66,16 +66,8 @@ fn no_cache(path: &Path) -> CacheReport {
 
 /// The source identity a compiled file must carry: the ONNX file's sha256 and the size.
 fn source_of(job: &ModelJob<'_>) -> Result<Source> {
-    let mut sha256 = [0u8; 32];
-    for (i, b) in sha256.iter_mut().enumerate() {
-        *b = u8::from_str_radix(job.sha256.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
-            .map_err(|_| Error::Usage(format!("{}: sha256 is not hex", job.entry)))?;
-    }
-    Ok(Source {
-        sha256,
-        width: job.width,
-        height: job.height,
-    })
+    Source::from_hex(job.sha256, job.width, job.height)
+        .ok_or_else(|| Error::Usage(format!("{}: sha256 is not hex", job.entry)))
 }
 
 /// Loads the model's pinned compiled file on the native engine.

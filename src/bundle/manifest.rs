@@ -132,6 +132,19 @@ pub enum EngineName {
     Ort,
 }
 
+impl DetectorSpec {
+    /// The outputs the decoder reads, by name: YuNet's fixed twelve, RetinaFace's `outputs`
+    /// (empty: the model's first three).
+    pub fn output_names(&self) -> Vec<String> {
+        match self.kind {
+            DetectorKind::Yunet => YUNET_OUTPUT_NAMES.iter().map(|s| s.to_string()).collect(),
+            DetectorKind::Retinaface => {
+                self.outputs.clone().map(|o| o.to_vec()).unwrap_or_default()
+            }
+        }
+    }
+}
+
 /// One embedding network of the ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

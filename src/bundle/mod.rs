@@ -212,13 +212,7 @@ impl Bundle {
             return Err(engine::ort_missing());
         }
         let d = &manifest.detector;
-        let outputs: Vec<String> = match d.kind {
-            DetectorKind::Yunet => manifest::YUNET_OUTPUT_NAMES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            DetectorKind::Retinaface => d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default(),
-        };
+        let outputs = d.output_names();
         let mut jobs = vec![load::ModelJob {
             entry: "detector".into(),
             file: &d.file,

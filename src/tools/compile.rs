@@ -54,15 +54,7 @@ struct Job {
 
 fn jobs(m: &Manifest) -> Vec<Job> {
     let d = &m.detector;
-    let det_outputs = match d.kind {
-        bundle::DetectorKind::Yunet => bundle::manifest::YUNET_OUTPUT_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        bundle::DetectorKind::Retinaface => {
-            d.outputs.clone().map(|o| o.to_vec()).unwrap_or_default()
-        }
-    };
+    let det_outputs = d.output_names();
     let mut v = vec![Job {
         entry: "detector".into(),
         file: d.file.clone(),
@@ -84,18 +76,6 @@ fn jobs(m: &Manifest) -> Vec<Job> {
     v
 }
 
-fn source(sha256: &str, size: (u32, u32)) -> Source {
-    let mut s = [0u8; 32];
-    for (i, b) in s.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    Source {
-        sha256: s,
-        width: size.0,
-        height: size.1,
-    }
-}
-
 /// Compiles one model: the compiled bytes, or why the native engine leaves it to tract.
 fn compile_one(
     manifest: &Path,
@@ -106,7 +86,8 @@ fn compile_one(
         let why = "input_mode = \"exact\" plans the detector per photo size".to_string();
         return Ok((path, Err(why)));
     }
-    let src = source(&job.sha256, job.size);
+    let src = Source::from_hex(&job.sha256, job.size.0, job.size.1)
+        .ok_or_else(|| Error::bundle(&path, format!("{}: sha256 is not hex", job.entry)))?;
     let file = match NativeNet::compile(&bytes, &src) {
         Ok(f) => f,
         Err(e) => return Ok((path, Err(e.to_string()))),

@@ -52,6 +52,23 @@ pub struct Source {
 }
 
 impl Source {
+    /// The source of a model whose ONNX file has the lower-case hex digest `sha256` (64
+    /// digits; `None` otherwise), for a `width` x `height` input.
+    pub fn from_hex(sha256: &str, width: u32, height: u32) -> Option<Source> {
+        if sha256.len() != 64 {
+            return None;
+        }
+        let mut s = [0u8; 32];
+        for (i, b) in s.iter_mut().enumerate() {
+            *b = u8::from_str_radix(sha256.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Source {
+            sha256: s,
+            width,
+            height,
+        })
+    }
+
     fn describe(&self) -> String {
         let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
         format!("{hex} at {}x{}", self.width, self.height)
