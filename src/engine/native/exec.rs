@@ -90,6 +90,17 @@ unsafe impl Sync for Mem {}
 /// Runs one pass: `input` NCHW f32 of the plan's input shape; returns every output
 /// flattened in ONNX order.
 pub fn run(plan: &Plan, ws: &mut Workspace, input: &[f32]) -> Result<Vec<Vec<f32>>, NativeError> {
+    run_timed(plan, ws, input, None)
+}
+
+/// [`run`], adding each step's wall time (seconds, measured by the first thread between
+/// the barriers that end the steps) to `times` (one entry per step of the plan).
+pub fn run_timed(
+    plan: &Plan,
+    ws: &mut Workspace,
+    input: &[f32],
+    times: Option<&mut [f64]>,
+) -> Result<Vec<Vec<f32>>, NativeError> {
     let s = plan.values[0];
     if input.len() != s.len() {
         return Err(NativeError::Input {
@@ -113,26 +124,27 @@ pub fn run(plan: &Plan, ws: &mut Workspace, input: &[f32]) -> Result<Vec<Vec<f32
     }
     let arena_t: &Tensor = &ws.arena;
     let barrier = Barrier::new(plan.threads);
-    let results: Vec<Result<(), NativeError>> =
-        std::thread::scope(|scope| {
-            let mut handles = Vec::new();
-            let mut locals = ws.locals.iter_mut().enumerate();
-            let first = locals.next();
-            for (t, local) in locals {
-                let barrier = &barrier;
-                handles.push(scope.spawn(move || worker(plan, mem, arena_t, local, t, barrier)));
-            }
-            let mut out = Vec::new();
-            if let Some((t, local)) = first {
-                out.push(worker(plan, mem, arena_t, local, t, &barrier));
-            }
-            for h in handles {
-                out.push(h.join().unwrap_or_else(|_| {
+    let results: Vec<Result<(), NativeError>> = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        let mut locals = ws.locals.iter_mut().enumerate();
+        let first = locals.next();
+        for (t, local) in locals {
+            let barrier = &barrier;
+            handles.push(scope.spawn(move || worker(plan, mem, arena_t, local, t, barrier, None)));
+        }
+        let mut out = Vec::new();
+        if let Some((t, local)) = first {
+            out.push(worker(plan, mem, arena_t, local, t, &barrier, times));
+        }
+        for h in handles {
+            out.push(
+                h.join().unwrap_or_else(|_| {
                     Err(NativeError::Kernel("a worker thread panicked".into()))
-                }));
-            }
-            out
-        });
+                }),
+            );
+        }
+        out
+    });
     for r in results {
         r?;
     }
@@ -168,11 +180,13 @@ fn worker(
     local: &mut Local,
     t: usize,
     barrier: &Barrier,
+    mut times: Option<&mut [f64]>,
 ) -> Result<(), NativeError> {
     multithread_tract_scope(Executor::SingleThread, || {
         // every thread reaches every barrier, even after an error, so none waits forever
         let mut status = Ok(());
-        for step in &plan.steps {
+        let mut clock = std::time::Instant::now();
+        for (i, step) in plan.steps.iter().enumerate() {
             if status.is_ok() {
                 status = run_step(plan, step, mem, arena, local, t, barrier);
             } else if let Step::Gemm(g) = step {
@@ -185,12 +199,69 @@ fn worker(
                 }
             }
             barrier.wait();
+            if let Some(slot) = times.as_deref_mut().and_then(|t| t.get_mut(i)) {
+                let now = std::time::Instant::now();
+                *slot += (now - clock).as_secs_f64();
+                clock = now;
+            }
         }
         status
     })
 }
 
+/// Round half to even of `x` where `|x| < 2^22` (callers clamp first): adding and taking
+/// away 1.5 x 2^23 leaves the nearest integer under the default rounding mode, without
+/// the library call `round_ties_even` becomes on a baseline x86-64 build.
+#[inline(always)]
+fn round_even_small(x: f32) -> f32 {
+    const M: f32 = 12_582_912.0;
+    (x + M) - M
+}
+
+/// Whether this CPU runs the x86-64-v3 instructions (AVX2, FMA) the step code is also
+/// compiled for (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_v3() -> bool {
+    static V3: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V3.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    })
+}
+
+/// One step, with the element loops (quantization, im2col, epilogues) compiled for AVX2 and
+/// FMA where the CPU has them. The results are the same either way: Rust never contracts a
+/// multiply and an add, and `mul_add` is one rounding on both paths.
 fn run_step(
+    plan: &Plan,
+    step: &Step,
+    mem: Mem,
+    arena: &Tensor,
+    local: &mut Local,
+    t: usize,
+    barrier: &Barrier,
+) -> Result<(), NativeError> {
+    #[cfg(target_arch = "x86_64")]
+    if has_v3() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3(
+            plan: &Plan,
+            step: &Step,
+            mem: Mem,
+            arena: &Tensor,
+            local: &mut Local,
+            t: usize,
+            barrier: &Barrier,
+        ) -> Result<(), NativeError> {
+            step_body(plan, step, mem, arena, local, t, barrier)
+        }
+        // SAFETY: the CPU has AVX2 and FMA
+        return unsafe { v3(plan, step, mem, arena, local, t, barrier) };
+    }
+    step_body(plan, step, mem, arena, local, t, barrier)
+}
+
+#[inline(always)]
+fn step_body(
     plan: &Plan,
     step: &Step,
     mem: Mem,
@@ -273,6 +344,7 @@ fn run_step(
 }
 
 /// Input codes into the staging buffer: `clamp(round(x / scale) + zero) - off` as i8.
+#[inline(always)]
 unsafe fn quantize(
     plan: &Plan,
     input: usize,
@@ -287,19 +359,29 @@ unsafe fn quantize(
     let (lo, hi, zero, off) = (e.q.lo as f32, e.q.hi as f32, e.q.zero as f32, e.off as f32);
     let n = s.len();
     let range = share(n / c.max(1), t, plan.threads);
+    // clamp(round(v) + zero, lo, hi) == round(clamp(v, lo - zero, hi - zero)) + zero: the
+    // bounds are integers and rounding is monotone
+    let (vlo, vhi, shift) = (lo - zero, hi - zero, zero - off);
+    let code = |x: f32| (round_even_small((x * inv).clamp(vlo, vhi)) + shift) as i8;
     for p in range {
-        for ch in 0..c {
-            let i = p * c + ch;
-            let mut x = *src.add(i);
-            if let Some((sc, sh)) = &e.pre {
-                x = x * sc[ch] + sh[ch];
+        let row = std::slice::from_raw_parts(src.add(p * c), c);
+        let out = std::slice::from_raw_parts_mut(mem.staging.add(p * c), c);
+        match &e.pre {
+            Some((sc, sh)) => {
+                for (((o, x), a), b) in out.iter_mut().zip(row).zip(sc).zip(sh) {
+                    *o = code(*x * a + b);
+                }
             }
-            let q = ((x * inv).round_ties_even() + zero).clamp(lo, hi) - off;
-            *mem.staging.add(i) = q as i8;
+            None => {
+                for (o, x) in out.iter_mut().zip(row) {
+                    *o = code(*x);
+                }
+            }
         }
     }
 }
 
+#[inline(always)]
 unsafe fn gemm(
     plan: &Plan,
     g: &GemmStep,
@@ -428,14 +510,12 @@ unsafe fn gemm(
                 .run_with_scratch_space(part.rows, n, scratch, &specs)
                 .map_err(kerr)?;
             let acc = std::slice::from_raw_parts(acc_t.as_ptr_unchecked::<i32>(), n * part.rows);
+            let rows = row0..row0 + part.rows;
             for j in 0..n {
                 let p = p0 + j;
                 let row = std::slice::from_raw_parts_mut(out_base.add(p * o.c + row0), part.rows);
                 let a = &acc[j * part.rows..(j + 1) * part.rows];
-                for (i, y) in row.iter_mut().enumerate() {
-                    let c = row0 + i;
-                    *y = int_out(e, c, a[i].wrapping_add(e.corr[c]), g.bias[c]);
-                }
+                int_out_row(e, rows.clone(), a, &g.bias, row);
                 apply(rest(e, &g.post), row, row0, p, plan, mem);
             }
         }
@@ -443,6 +523,7 @@ unsafe fn gemm(
     Ok(())
 }
 
+#[inline(always)]
 unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local, t: usize) {
     let (i, o) = (d.geom.input, d.geom.output);
     let c = o.c;
@@ -473,9 +554,7 @@ unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local,
                     }
                 }
             }
-            for ch in 0..c {
-                out[ch] = int_out(e, ch, acc_i[ch], d.bias[ch]);
-            }
+            int_out_row(e, 0..c, acc_i, &d.bias, out);
             apply(rest(e, &d.post), out, 0, p, plan, mem);
             continue;
         } else {
@@ -505,16 +584,35 @@ unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local,
     }
 }
 
-/// One output of an int8 product from its accumulator (zero points compensated).
-#[inline]
-fn int_out(e: &IntEpilogue, c: usize, acc: i32, bias: f32) -> f32 {
+/// Outputs of channels `cs` of an int8 product from their accumulators `acc` (the zero
+/// point's correction `corr` is added here), into `out`.
+#[inline(always)]
+fn int_out_row(
+    e: &IntEpilogue,
+    cs: std::ops::Range<usize>,
+    acc: &[i32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let corr = &e.corr[cs.clone()];
     match &e.exact {
         Some(x) => {
-            let t = acc.wrapping_add(x.bias[c]) as f32;
-            let q = ((t.abs() * x.abc[c]).round_ties_even() * t.signum()) as i32 + x.zero;
-            (q.clamp(x.lo, x.hi) - x.zero) as f32 * x.scale
+            // |q - zero| is at most 255 once clamped: clamping the product to 2^20 first
+            // changes no result and keeps the rounding trick exact
+            let (lo, hi) = ((x.lo - x.zero) as f32, (x.hi - x.zero) as f32);
+            let (xb, abc) = (&x.bias[cs.clone()], &x.abc[cs]);
+            for ((((y, a), k), b), m) in out.iter_mut().zip(acc).zip(corr).zip(xb).zip(abc) {
+                let t = a.wrapping_add(*k).wrapping_add(*b) as f32;
+                let q = round_even_small((t.abs() * m).min(1_048_576.0)) * t.signum();
+                *y = q.clamp(lo, hi) * x.scale;
+            }
         }
-        None => acc as f32 * e.mul[c] + bias,
+        None => {
+            let (mul, bias) = (&e.mul[cs.clone()], &bias[cs]);
+            for ((((y, a), k), m), b) in out.iter_mut().zip(acc).zip(corr).zip(mul).zip(bias) {
+                *y = a.wrapping_add(*k) as f32 * m + b;
+            }
+        }
     }
 }
 
@@ -528,28 +626,16 @@ fn rest<'a>(e: &IntEpilogue, post: &'a [Post]) -> &'a [Post] {
 }
 
 /// `y = y * scale + shift` with one rounding (fused multiply-add, as the reference's
-/// kernels compute it): the hardware instruction where the CPU has it.
+/// kernels compute it): an instruction inside [`run_step`]'s AVX2 + FMA path.
+#[inline(always)]
 fn affine(row: &mut [f32], scale: &[f32], shift: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "fma")]
-        unsafe fn fma(row: &mut [f32], scale: &[f32], shift: &[f32]) {
-            for ((y, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                *y = y.mul_add(*s, *t);
-            }
-        }
-        if std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has FMA
-            unsafe { fma(row, scale, shift) };
-            return;
-        }
-    }
     for ((y, s), t) in row.iter_mut().zip(scale).zip(shift) {
         *y = y.mul_add(*s, *t);
     }
 }
 
 /// Applies `post` to channels `c0..c0 + row.len()` of output pixel `p`.
+#[inline(always)]
 unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan, mem: Mem) {
     for step in post {
         match step {
@@ -584,10 +670,9 @@ unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan
                 hi,
             } => {
                 let inv = 1.0 / scale;
-                let (z, l, h) = (*zero as f32, *lo as f32, *hi as f32);
+                let (l, h) = ((*lo - *zero) as f32, (*hi - *zero) as f32);
                 for y in row.iter_mut() {
-                    let q = ((*y * inv).round_ties_even() + z).clamp(l, h);
-                    *y = (q - z) * scale;
+                    *y = round_even_small((*y * inv).clamp(l, h)) * scale;
                 }
             }
         }
