@@ -8,8 +8,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use gestalt_edge::engine::native::{ByFeatures, NativeNet};
+use gestalt_edge::engine::native::choose::Measured;
+use gestalt_edge::engine::native::{ByFeatures, Chooser, NativeNet, StepTime};
 use gestalt_edge::engine::Net;
+use gestalt_edge::tools::profile::group_steps;
 use gestalt_edge::tools::quantize::{calibration_model, observe, quantize_with, QuantOptions};
 use gestalt_edge::tools::synth::{synth, Arch};
 
@@ -83,18 +85,35 @@ fn main() {
     };
     let (q, _) = quantize_with(&s.onnx, p, &ranges, &opts).unwrap();
 
+    // NATIVE_ONLY=f32|int8: that native pass alone (for a profiler)
+    let only = std::env::var("NATIVE_ONLY").unwrap_or_default();
     let mut rows: Vec<(String, f64)> = Vec::new();
-    let nf = NativeNet::from_onnx(&s.onnx, 112, 112, threads, &mut ByFeatures).unwrap();
-    rows.push((
-        format!("native f32 [{}]", nf.kernels().join(",")),
-        time(runs, || drop(nf.run(&x).unwrap())),
-    ));
-    let ni = NativeNet::from_onnx(&q, 112, 112, threads, &mut ByFeatures).unwrap();
-    rows.push((
-        format!("native int8 [{}]", ni.kernels().join(",")),
-        time(runs, || drop(ni.run(&x).unwrap())),
-    ));
-    drop((nf, ni));
+    if only != "int8" {
+        let nf = NativeNet::from_onnx(&s.onnx, 112, 112, threads, &mut chooser()).unwrap();
+        rows.push((
+            format!("native f32 [{}]", nf.kernels().join(",")),
+            time(runs, || drop(nf.run(&x).unwrap())),
+        ));
+    }
+    if only != "f32" {
+        let ni = NativeNet::from_onnx(&q, 112, 112, threads, &mut chooser()).unwrap();
+        rows.push((
+            format!("native int8 [{}]", ni.kernels().join(",")),
+            time(runs, || drop(ni.run(&x).unwrap())),
+        ));
+    }
+    if std::env::var("NATIVE_PROFILE").is_ok_and(|v| v == "1") {
+        for (name, bytes) in [("f32", &s.onnx), ("int8", &q)] {
+            if only.is_empty() || only == name {
+                let net = NativeNet::from_onnx(bytes, 112, 112, threads, &mut chooser()).unwrap();
+                print_profile(name, &net.profile(&x, runs).unwrap());
+            }
+        }
+    }
+    if !only.is_empty() {
+        print_rows(&rows, s.macs);
+        return;
+    }
     // tract runs its passes single-threaded: two passes side by side give its 2-thread rate
     let tf = Net::load(p, &s.onnx, 112, 112, &[]).unwrap();
     rows.push((
@@ -114,12 +133,42 @@ fn main() {
             time(runs, || drop(o.run(x.clone()).unwrap())),
         ));
     }
-    let base = rows[0].1;
-    for (name, ms) in &rows {
+    print_rows(&rows, s.macs);
+}
+
+/// NATIVE_KERNELS=measured: kernels timed per shape (not remembered); else by features.
+fn chooser() -> Chooser {
+    if std::env::var("NATIVE_KERNELS").is_ok_and(|v| v == "measured") {
+        Chooser::Measured(Measured::open(None))
+    } else {
+        Chooser::Features(ByFeatures)
+    }
+}
+
+/// Step kinds, slowest first.
+fn print_profile(name: &str, steps: &[StepTime]) {
+    let total: f64 = steps.iter().map(|s| s.ms).sum();
+    println!("native {name} per step kind ({total:.1} ms a pass):");
+    for g in group_steps(steps).iter().take(14) {
+        let rate = if g.ms > 0.0 {
+            g.macs as f64 / g.ms / 1e6
+        } else {
+            0.0
+        };
         println!(
-            "{ms:9.1} ms  {:5.2}x native f32  {:6.1} GMAC/s  {name}",
+            "{:8.2} ms {:4}x {rate:7.1} GMAC/s  {}",
+            g.ms, g.steps, g.label
+        );
+    }
+}
+
+fn print_rows(rows: &[(String, f64)], macs: u64) {
+    let base = rows[0].1;
+    for (name, ms) in rows {
+        println!(
+            "{ms:9.1} ms  {:5.2}x first row  {:6.1} GMAC/s  {name}",
             ms / base,
-            s.macs as f64 / ms / 1e6
+            macs as f64 / ms / 1e6
         );
     }
     println!("load after: {}", loadavg());

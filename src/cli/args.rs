@@ -508,6 +508,13 @@ pub struct ProfileArgs {
     /// Timed forward passes (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub passes: usize,
+    /// Profile the native engine instead of tract: wall time per step (layer) with its
+    /// geometry and matrix kernel (picked by CPU features), grouped, slowest first.
+    #[arg(long)]
+    pub native: bool,
+    /// Threads per pass of the native engine.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 
+use crate::engine::native::{ByFeatures, NativeNet, StepTime};
+
 use crate::{Error, Result};
 
 /// One operator kind of the optimised graph.
@@ -158,6 +160,99 @@ pub fn profile(
     })
 }
 
+/// Steps of one kind and geometry (a [`StepTime`] label without its node name).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepGroup {
+    /// Kind, geometry and kernel.
+    pub label: String,
+    /// Steps in the group.
+    pub steps: usize,
+    /// Their multiply-accumulates per pass.
+    pub macs: u64,
+    /// Their wall time per pass, milliseconds.
+    pub ms: f64,
+}
+
+/// What [`profile_native`] found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NativeProfile {
+    /// Threads per pass.
+    pub threads: usize,
+    /// Kernels the plan uses (picked by CPU features: the deterministic choice).
+    pub kernels: Vec<String>,
+    /// Seconds to import and plan.
+    pub load_s: f64,
+    /// Sum of the steps' wall times, milliseconds per pass.
+    pub pass_ms: f64,
+    /// Multiply-accumulates of one pass.
+    pub macs: u64,
+    /// Steps grouped by kind and geometry, slowest first.
+    pub groups: Vec<StepGroup>,
+    /// Every step in plan order.
+    pub steps: Vec<StepTime>,
+}
+
+/// Groups steps by label without the trailing node name, slowest group first.
+pub fn group_steps(steps: &[StepTime]) -> Vec<StepGroup> {
+    let mut groups: Vec<StepGroup> = Vec::new();
+    for st in steps {
+        let label = st.label.split(" (").next().unwrap_or("").to_string();
+        match groups.iter_mut().find(|g| g.label == label) {
+            Some(g) => {
+                g.steps += 1;
+                g.macs += st.macs;
+                g.ms += st.ms;
+            }
+            None => groups.push(StepGroup {
+                label,
+                steps: 1,
+                macs: st.macs,
+                ms: st.ms,
+            }),
+        }
+    }
+    groups.sort_by(|a, b| b.ms.total_cmp(&a.ms).then_with(|| a.label.cmp(&b.label)));
+    groups
+}
+
+/// Imports `bytes` into the native engine for a `width` x `height` input, plans it for
+/// `threads` threads and times each step over `passes` passes (after one warm-up).
+pub fn profile_native(
+    path: &Path,
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    passes: usize,
+    threads: usize,
+) -> Result<NativeProfile> {
+    let t0 = Instant::now();
+    let net = NativeNet::from_onnx(
+        bytes,
+        width as usize,
+        height as usize,
+        threads,
+        &mut ByFeatures,
+    )
+    .map_err(|e| err(path, "the native engine cannot run it", e))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let n = 3 * width as usize * height as usize;
+    let input: Vec<f32> = (0..n)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let steps = net
+        .profile(&input, passes)
+        .map_err(|e| err(path, "inference failed", e))?;
+    Ok(NativeProfile {
+        threads,
+        kernels: net.kernels(),
+        load_s,
+        pass_ms: steps.iter().map(|s| s.ms).sum(),
+        macs: net.macs(),
+        groups: group_steps(&steps),
+        steps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +274,32 @@ mod tests {
         assert!(nodes > 50, "{nodes} nodes");
         assert!(p.pass_ms > 0.0);
         assert!(p.decluttered.get("Conv").copied().unwrap_or(0) > 10);
+    }
+
+    #[test]
+    fn a_synthesized_net_is_profiled_natively() {
+        let s = crate::tools::synth::synth(crate::tools::synth::Arch::Iresnet50, 1);
+        let p = profile_native(Path::new("m.onnx"), &s.onnx, 112, 112, 1, 2).unwrap();
+        assert_eq!(p.macs, s.macs, "the plan's products are the architecture's");
+        let step_macs: u64 = p.steps.iter().map(|st| st.macs).sum();
+        assert_eq!(step_macs, s.macs, "every product is in one step");
+        let convs = p
+            .steps
+            .iter()
+            .filter(|st| st.label.starts_with("conv "))
+            .count();
+        assert!(convs > 40, "{convs} convolutions");
+        assert!(p.steps.iter().all(|st| st.ms >= 0.0) && p.pass_ms > 0.0);
+        let grouped: usize = p.groups.iter().map(|g| g.steps).sum();
+        assert_eq!(grouped, p.steps.len());
+        assert!(
+            p.groups.windows(2).all(|w| w[0].ms >= w[1].ms),
+            "slowest first"
+        );
+        assert!(p.groups[0].label.contains('['), "the kernel is named");
+        assert!(p
+            .kernels
+            .iter()
+            .all(|k| p.groups.iter().any(|g| g.label.contains(k.as_str()))));
     }
 }

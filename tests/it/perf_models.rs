@@ -369,6 +369,43 @@ fn quantize_options_keep_mobile_layers_float_and_reach_integer_kernels() {
         !kf.is_empty() && kf.iter().all(|k| !k.contains("i32")),
         "{kf:?}"
     );
+    // the native engine's profile: every step timed, its products adding up to the pass
+    for (model, int) in [(&int8, true), (&float, false)] {
+        let o = run([
+            "model",
+            "profile",
+            "--native",
+            "--model",
+            model.to_str().unwrap(),
+            "--passes",
+            "1",
+            "--json",
+        ]);
+        let (code, stdout, stderr) = parts(&o);
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let steps = v["steps"].as_array().unwrap();
+        let macs: u64 = steps.iter().map(|s| s["macs"].as_u64().unwrap()).sum();
+        assert_eq!(macs, v["macs"].as_u64().unwrap(), "{stdout}");
+        // SFace's 27 convolutions (13 depthwise, 14 matrix products) and its fully connected
+        // layer, a 1x1 product over the flattened map
+        let convs = |kind: &str| {
+            steps
+                .iter()
+                .filter(|s| s["label"].as_str().unwrap().starts_with(kind))
+                .count()
+        };
+        assert_eq!((convs("conv "), convs("depthwise ")), (15, 13), "{stdout}");
+        let k: Vec<&str> = v["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        // the int8 model keeps its ends float: integer kernels, and an f32 one for the ends
+        let integer = k.iter().filter(|k| k.contains("i32")).count();
+        assert!(!k.is_empty() && (integer > 0) == int, "{k:?}");
+    }
 }
 
 #[test]
@@ -377,9 +414,13 @@ fn profile_refuses_a_missing_or_broken_model_with_exit_5() {
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"not a model").unwrap();
     for p in [dir.path().join("missing.onnx"), bad] {
-        let o = run(["model", "profile", "--model", p.to_str().unwrap()]);
-        let (code, stdout, stderr) = parts(&o);
-        assert_eq!(code, 5, "{stderr}");
-        assert!(stdout.is_empty() && stderr.contains(".onnx"), "{stderr}");
+        for native in [false, true] {
+            let mut args = vec!["model", "profile", "--model", p.to_str().unwrap()];
+            args.extend(native.then_some("--native"));
+            let o = run(args);
+            let (code, stdout, stderr) = parts(&o);
+            assert_eq!(code, 5, "{stderr}");
+            assert!(stdout.is_empty() && stderr.contains(".onnx"), "{stderr}");
+        }
     }
 }

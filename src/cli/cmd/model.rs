@@ -74,9 +74,47 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
+    let p = gestalt_edge::tools::profile::profile_native(
+        &a.model,
+        bytes,
+        a.width,
+        a.height,
+        a.passes,
+        a.threads as usize,
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&p).map_err(|e| Error::Usage(e.to_string()))?
+        );
+        return Ok(0);
+    }
+    println!(
+        "{}: native engine, {} threads, kernels {}; import + plan {:.2} s; one pass {:.1} ms \
+         ({:.2} GMAC, {:.1} GMAC/s)",
+        a.model.display(),
+        p.threads,
+        p.kernels.join(", "),
+        p.load_s,
+        p.pass_ms,
+        p.macs as f64 / 1e9,
+        p.macs as f64 / p.pass_ms.max(1e-9) / 1e6
+    );
+    println!("  {:>9} {:>6} {:>8}  step", "ms/pass", "steps", "GMAC/s");
+    for g in &p.groups {
+        let rate = g.macs as f64 / g.ms.max(1e-9) / 1e6;
+        println!("  {:>9.2} {:>6} {:>8.1}  {}", g.ms, g.steps, rate, g.label);
+    }
+    Ok(0)
+}
+
 fn profile_cmd(a: ProfileArgs) -> Result<i32> {
     let bytes = std::fs::read(&a.model)
         .map_err(|e| Error::bundle(&a.model, format!("cannot read: {e}")))?;
+    if a.native {
+        return profile_native_cmd(&a, &bytes);
+    }
     let p = gestalt_edge::tools::profile::profile(&a.model, &bytes, a.width, a.height, a.passes)?;
     if a.json {
         println!(

@@ -135,9 +135,9 @@ impl Measured {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)?;
+        // the crate's one atomic writer: a private temporary name, fsynced, renamed
+        crate::fsio::write_atomic(path, text.as_bytes(), crate::fsio::Access::Shared)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.dirty = false;
         Ok(())
     }

@@ -152,6 +152,11 @@ pub fn candidates(precision: Precision) -> Vec<Kernel> {
             if a.precursor() != WeightType::Plain(dt) {
                 return None;
             }
+            // AMX's f32 kernel multiplies in bf16 (8 mantissa bits): a kernel choice must
+            // not change f32 results beyond rounding, so it is not a candidate
+            if precision == Precision::F32 && mmm.name().contains("amx") {
+                return None;
+            }
             let layout = layout_of(&**b)?;
             let elem_ok = match layout {
                 PanelLayout::Plain { elem, .. } => elem == dt.size_of(),
@@ -181,6 +186,7 @@ pub fn by_features(precision: Precision) -> Result<Kernel, NativeError> {
             "arm64simd_mmm_f32_16x4",
         ],
         Precision::I8 => &[
+            "avx512amx_mmm_i32_16x16",
             "avx512vnni_mmm_i32_16x16",
             "avxvnni_mmm_i32_8x8",
             "avx2_mmm_i32_8x8",

@@ -140,6 +140,17 @@ impl plan::KernelChooser for Chooser {
     }
 }
 
+/// One step of a [`NativeNet::profile`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepTime {
+    /// What the step computes (kind, geometry, node name).
+    pub label: String,
+    /// Multiply-accumulates of the step (0 for steps without products).
+    pub macs: u64,
+    /// Mean wall time per pass, milliseconds.
+    pub ms: f64,
+}
+
 /// A planned network with its buffers.
 pub struct NativeNet {
     plan: plan::Plan,
@@ -168,7 +179,7 @@ impl NativeNet {
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
         let model = import::import(bytes, width, height)?;
-        NativeNet::from_model(&model, threads, chooser)
+        NativeNet::from_model(model, threads, chooser)
     }
 
     /// The compiled file of ONNX `bytes` for a `width` x `height` input: the imported model
@@ -186,12 +197,13 @@ impl NativeNet {
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
         let model = compiled::read(bytes, source)?;
-        NativeNet::from_model(&model, threads, chooser)
+        NativeNet::from_model(model, threads, chooser)
     }
 
-    /// Plans an imported model.
+    /// Plans an imported model (each layer's weights are freed once packed, so the
+    /// canonical and the packed copy of the whole network never coexist).
     pub fn from_model(
-        model: &ir::Model,
+        model: ir::Model,
         threads: usize,
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
@@ -213,6 +225,31 @@ impl NativeNet {
             w.push(ws);
         }
         out
+    }
+
+    /// Runs `passes` passes of `input` and returns each step's label, multiply-accumulates
+    /// and mean wall time, in plan order.
+    pub fn profile(&self, input: &[f32], passes: usize) -> Result<Vec<StepTime>, NativeError> {
+        let mut ws = exec::Workspace::new(&self.plan)?;
+        let mut times = vec![0.0; self.plan.steps.len()];
+        exec::run(&self.plan, &mut ws, input)?; // warm-up
+        for _ in 0..passes.max(1) {
+            exec::run_timed(&self.plan, &mut ws, input, Some(&mut times))?;
+        }
+        Ok(self
+            .plan
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(step, t)| {
+                let (label, macs) = step.describe();
+                StepTime {
+                    label,
+                    macs,
+                    ms: t * 1e3 / passes.max(1) as f64,
+                }
+            })
+            .collect())
     }
 
     /// The input size `(width, height)` the network is planned for.

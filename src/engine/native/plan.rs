@@ -96,6 +96,8 @@ pub struct GemmStep {
     pub cout_g: usize,
     /// Index of the kernel in [`Plan::kernels`].
     pub kernel: usize,
+    /// Its name.
+    pub kernel_name: String,
     /// Row parts (all groups).
     pub parts: Vec<Part>,
     /// Pixels per chunk (a multiple of the panel width).
@@ -158,6 +160,38 @@ pub enum Step {
         /// Geometry.
         geom: Geom,
     },
+}
+
+impl Step {
+    /// What the step computes, for a profile: a label and its multiply-accumulates.
+    pub fn describe(&self) -> (String, u64) {
+        let conv = |g: &Geom, cin: usize| {
+            let (o, [kh, kw], [sh, _]) = (g.output, g.kernel, g.stride);
+            let macs = (o.pixels() * o.c * kh * kw * cin) as u64;
+            let shape = format!("{kh}x{kw}/{sh} {}->{} at {}x{}", g.input.c, o.c, o.h, o.w);
+            (shape, macs)
+        };
+        match self {
+            Step::Gemm(g) => {
+                let (shape, macs) = conv(&g.geom, g.cin_g);
+                let int = if g.int.is_some() { " int8" } else { "" };
+                (
+                    format!("conv {shape}{int} [{}] ({})", g.kernel_name, g.name),
+                    macs,
+                )
+            }
+            Step::Depthwise(d) => {
+                let (shape, macs) = conv(&d.geom, 1);
+                let int = if d.int.is_some() { " int8" } else { "" };
+                (format!("depthwise {shape}{int}"), macs)
+            }
+            Step::Map { post, .. } => (format!("elementwise ({} steps)", post.len()), 0),
+            Step::MaxPool { geom, .. } => {
+                let o = geom.output;
+                (format!("max pool to {}x{}x{}", o.h, o.w, o.c), 0)
+            }
+        }
+    }
 }
 
 /// A runnable plan.
@@ -331,12 +365,12 @@ fn epilogue(
 
 /// Builds the plan of `model` for `threads` threads with kernels from `chooser`.
 pub fn build(
-    model: &Model,
+    mut model: Model,
     threads: usize,
     chooser: &mut dyn KernelChooser,
 ) -> Result<Plan, NativeError> {
     let threads = threads.clamp(1, 64);
-    let (offsets, arena) = place(model);
+    let (offsets, arena) = place(&model);
     let mut plan = Plan {
         values: model.values.clone(),
         offsets,
@@ -350,8 +384,8 @@ pub fn build(
         outputs: model.outputs.clone(),
         macs: model.macs(),
     };
-    for op in &model.ops {
-        let step = match op {
+    for i in 0..model.ops.len() {
+        let step = match &model.ops[i] {
             Op::Map {
                 input,
                 output,
@@ -378,8 +412,12 @@ pub fn build(
                     pad: [pads[0], pads[1]],
                 },
             },
-            Op::Conv(c) => conv_step(model, c, &mut plan, chooser)?,
+            Op::Conv(c) => conv_step(&model, c, &mut plan, chooser)?,
         };
+        if let Op::Conv(c) = &mut model.ops[i] {
+            // packed into the step: the canonical copy goes now
+            c.weights = Weights::F32(Vec::new());
+        }
         plan.steps.push(step);
     }
     Ok(plan)
@@ -548,6 +586,7 @@ fn conv_step(
         cin_g,
         cout_g,
         kernel: kix,
+        kernel_name: plan.kernels[kix].name().to_string(),
         parts,
         chunk,
         pad: c.pad_value.clone(),
