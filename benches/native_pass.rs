@@ -150,11 +150,7 @@ fn print_profile(name: &str, steps: &[StepTime]) {
     let total: f64 = steps.iter().map(|s| s.ms).sum();
     println!("native {name} per step kind ({total:.1} ms a pass):");
     for g in group_steps(steps).iter().take(14) {
-        let rate = if g.ms > 0.0 {
-            g.macs as f64 / g.ms / 1e6
-        } else {
-            0.0
-        };
+        let rate = g.gmac_per_s();
         println!(
             "{:8.2} ms {:4}x {rate:7.1} GMAC/s  {}",
             g.ms, g.steps, g.label

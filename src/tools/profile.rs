@@ -173,6 +173,17 @@ pub struct StepGroup {
     pub ms: f64,
 }
 
+impl StepGroup {
+    /// The group's rate, GMAC/s (0 for groups without products or time).
+    pub fn gmac_per_s(&self) -> f64 {
+        if self.ms > 0.0 {
+            self.macs as f64 / self.ms / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
 /// What [`profile_native`] found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NativeProfile {

@@ -341,19 +341,18 @@ fn quantize_options_keep_mobile_layers_float_and_reach_integer_kernels() {
     let m = gestalt_edge::bundle::read_manifest(&out).expect("int8 manifest");
     let int8 = out.parent().unwrap().join(&m.embedders[0].file);
     let float = util::root().join("models/demo/sface.onnx");
-    let kernels = |model: &Path| {
-        let o = run([
-            "model",
-            "profile",
-            "--model",
-            model.to_str().unwrap(),
-            "--passes",
-            "1",
-            "--json",
-        ]);
+    // `model profile --json` of `model` (on the native engine with `native`), checked exit 0
+    let profile = |model: &Path, native: bool| -> serde_json::Value {
+        let mut args = vec!["model", "profile", "--model", model.to_str().unwrap()];
+        args.extend(["--passes", "1", "--json"]);
+        args.extend(native.then_some("--native"));
+        let o = run(args);
         let (code, stdout, stderr) = parts(&o);
         assert_eq!(code, 0, "{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let kernels = |model: &Path| {
+        let v = profile(model, false);
         assert!(v["pass_ms"].as_f64().unwrap() > 0.0);
         v["kernels"]
             .as_object()
@@ -371,19 +370,8 @@ fn quantize_options_keep_mobile_layers_float_and_reach_integer_kernels() {
     );
     // the native engine's profile: every step timed, its products adding up to the pass
     for (model, int) in [(&int8, true), (&float, false)] {
-        let o = run([
-            "model",
-            "profile",
-            "--native",
-            "--model",
-            model.to_str().unwrap(),
-            "--passes",
-            "1",
-            "--json",
-        ]);
-        let (code, stdout, stderr) = parts(&o);
-        assert_eq!(code, 0, "{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let v = profile(model, true);
+        let stdout = v.to_string();
         let steps = v["steps"].as_array().unwrap();
         let macs: u64 = steps.iter().map(|s| s["macs"].as_u64().unwrap()).sum();
         assert_eq!(macs, v["macs"].as_u64().unwrap(), "{stdout}");

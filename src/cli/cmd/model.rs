@@ -74,6 +74,13 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Prints one profile as pretty JSON (exit 0).
+fn print_json(p: &impl serde::Serialize) -> Result<i32> {
+    let text = serde_json::to_string_pretty(p).map_err(|e| Error::Usage(e.to_string()))?;
+    println!("{text}");
+    Ok(0)
+}
+
 fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
     let p = gestalt_edge::tools::profile::profile_native(
         &a.model,
@@ -84,11 +91,7 @@ fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
         a.threads as usize,
     )?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&p).map_err(|e| Error::Usage(e.to_string()))?
-        );
-        return Ok(0);
+        return print_json(&p);
     }
     println!(
         "{}: native engine, {} threads, kernels {}; import + plan {:.2} s; one pass {:.1} ms \
@@ -103,7 +106,7 @@ fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
     );
     println!("  {:>9} {:>6} {:>8}  step", "ms/pass", "steps", "GMAC/s");
     for g in &p.groups {
-        let rate = g.macs as f64 / g.ms.max(1e-9) / 1e6;
+        let rate = g.gmac_per_s();
         println!("  {:>9.2} {:>6} {:>8.1}  {}", g.ms, g.steps, rate, g.label);
     }
     Ok(0)
@@ -117,11 +120,7 @@ fn profile_cmd(a: ProfileArgs) -> Result<i32> {
     }
     let p = gestalt_edge::tools::profile::profile(&a.model, &bytes, a.width, a.height, a.passes)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&p).map_err(|e| Error::Usage(e.to_string()))?
-        );
-        return Ok(0);
+        return print_json(&p);
     }
     println!(
         "{}: parse {:.2} s, declutter {:.2} s, optimise {:.2} s; one pass {:.1} ms",

@@ -74,44 +74,40 @@ pub unsafe fn im2col<T: Copy, const K4: bool>(
     let c_off = group * cg;
     let pad = &pad[c_off..c_off + cg];
     let words = K4 && cg % 4 == 0 && std::mem::size_of::<T>() == 1;
-    if words {
+    if words && r <= MAX_R {
         // panel by panel, writing each panel in order: for every 4 channels, one 32-bit word
         // per pixel of the panel, read from the panel's `r` patch rows
         let mut rows = [std::ptr::null::<u32>(); MAX_R];
-        if r <= MAX_R {
-            for j0 in (0..n).step_by(r) {
-                let lanes = r.min(n - j0);
-                let panel = dst.add((j0 / r) * panel_len) as *mut u32;
-                for ky in 0..win.kh {
-                    for kx in 0..win.kw {
-                        for (lane, row) in rows.iter_mut().enumerate().take(lanes) {
-                            let p = p0 + j0 + lane;
-                            let (oy, ox) = (p / win.out_w, p % win.out_w);
-                            let iy = (oy * win.sh + ky) as isize - win.pt as isize;
-                            let ix = (ox * win.sw + kx) as isize - win.pl as isize;
-                            let inside = iy >= 0
-                                && iy < win.in_h as isize
-                                && ix >= 0
-                                && ix < win.in_w as isize;
-                            *row = if inside {
-                                src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
-                                    as *const u32
-                            } else {
-                                pad.as_ptr() as *const u32
-                            };
-                        }
-                        let k0 = (ky * win.kw + kx) * cg / 4;
-                        for q in 0..cg / 4 {
-                            let out = panel.add((k0 + q) * r);
-                            for (lane, row) in rows.iter().enumerate().take(lanes) {
-                                *out.add(lane) = row.add(q).read_unaligned();
-                            }
+        for j0 in (0..n).step_by(r) {
+            let lanes = r.min(n - j0);
+            let panel = dst.add((j0 / r) * panel_len) as *mut u32;
+            for ky in 0..win.kh {
+                for kx in 0..win.kw {
+                    for (lane, row) in rows.iter_mut().enumerate().take(lanes) {
+                        let p = p0 + j0 + lane;
+                        let (oy, ox) = (p / win.out_w, p % win.out_w);
+                        let iy = (oy * win.sh + ky) as isize - win.pt as isize;
+                        let ix = (ox * win.sw + kx) as isize - win.pl as isize;
+                        let inside =
+                            iy >= 0 && iy < win.in_h as isize && ix >= 0 && ix < win.in_w as isize;
+                        *row = if inside {
+                            src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
+                                as *const u32
+                        } else {
+                            pad.as_ptr() as *const u32
+                        };
+                    }
+                    let k0 = (ky * win.kw + kx) * cg / 4;
+                    for q in 0..cg / 4 {
+                        let out = panel.add((k0 + q) * r);
+                        for (lane, row) in rows.iter().enumerate().take(lanes) {
+                            *out.add(lane) = row.add(q).read_unaligned();
                         }
                     }
                 }
             }
-            return;
         }
+        return;
     }
     for j in 0..n {
         let p = p0 + j;

@@ -242,7 +242,7 @@ impl NativeNet {
             .iter()
             .zip(times)
             .map(|(step, t)| {
-                let (label, macs) = step.describe();
+                let (label, macs) = self.plan.describe(step);
                 StepTime {
                     label,
                     macs,

@@ -96,8 +96,6 @@ pub struct GemmStep {
     pub cout_g: usize,
     /// Index of the kernel in [`Plan::kernels`].
     pub kernel: usize,
-    /// Its name.
-    pub kernel_name: String,
     /// Row parts (all groups).
     pub parts: Vec<Part>,
     /// Pixels per chunk (a multiple of the panel width).
@@ -162,23 +160,22 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// What the step computes, for a profile: a label and its multiply-accumulates.
-    pub fn describe(&self) -> (String, u64) {
+impl Plan {
+    /// What `step` computes, for a profile: a label (kind, geometry, kernel, node) and its
+    /// multiply-accumulates.
+    pub fn describe(&self, step: &Step) -> (String, u64) {
         let conv = |g: &Geom, cin: usize| {
             let (o, [kh, kw], [sh, _]) = (g.output, g.kernel, g.stride);
             let macs = (o.pixels() * o.c * kh * kw * cin) as u64;
             let shape = format!("{kh}x{kw}/{sh} {}->{} at {}x{}", g.input.c, o.c, o.h, o.w);
             (shape, macs)
         };
-        match self {
+        match step {
             Step::Gemm(g) => {
                 let (shape, macs) = conv(&g.geom, g.cin_g);
                 let int = if g.int.is_some() { " int8" } else { "" };
-                (
-                    format!("conv {shape}{int} [{}] ({})", g.kernel_name, g.name),
-                    macs,
-                )
+                let kernel = self.kernels[g.kernel].name();
+                (format!("conv {shape}{int} [{kernel}] ({})", g.name), macs)
             }
             Step::Depthwise(d) => {
                 let (shape, macs) = conv(&d.geom, 1);
@@ -586,7 +583,6 @@ fn conv_step(
         cin_g,
         cout_g,
         kernel: kix,
-        kernel_name: plan.kernels[kix].name().to_string(),
         parts,
         chunk,
         pad: c.pad_value.clone(),
