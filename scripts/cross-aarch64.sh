@@ -54,12 +54,18 @@ file "$arm_bin" 2>/dev/null | grep -q aarch64 || [ ! -x /usr/bin/file ] || {
 }
 
 # The gallery is built by the host binary: the file format must be the same on both sides.
-# CROSS_HOST_ALL_FEATURES=1 builds it with every feature, as `cargo test --all-features` did
-# just before in CI: the same artefacts, nothing rebuilt.
-host_args=()
-[ "${CROSS_HOST_ALL_FEATURES:-}" = 1 ] && host_args=(--all-features)
-cargo build --locked --bin gestalt-edge ${host_args[@]+"${host_args[@]}"}
-host_bin="$target_dir/debug/gestalt-edge"
+# CROSS_HOST_BIN names one already built (CI: the binary `cargo test` built for the
+# integration tests, which a plain `cargo build` would rebuild for minutes because the test
+# build's dependency features differ); otherwise it is built here.
+host_bin=${CROSS_HOST_BIN:-}
+if [ -z "$host_bin" ]; then
+    cargo build --locked --bin gestalt-edge
+    host_bin="$target_dir/debug/gestalt-edge"
+fi
+[ -x "$host_bin" ] || {
+    echo "cross-aarch64: no host binary at $host_bin" >&2
+    exit 2
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf 'image,label,subject\nperson_a_1.jpg,person_a,a\nperson_b_1.jpg,person_b,b\n' >"$work/labels.csv"

@@ -81,7 +81,7 @@ if [[ ! -f bundle-int8.toml ]]; then
     --keep-float-ends --symmetric --float-fc --float-depthwise
 fi
 
-# The native engine's compiled files, pinned in both manifests (RetinaFace's FPN upsamples
-# with Resize, outside the native set: the detector stays on tract; `model compile` says so).
+# The native engine's compiled files (the detector's and the three embedders'), pinned in
+# both manifests.
 "${bin[@]}" model compile --no-cache --bundle bundle-f32.toml
 "${bin[@]}" model compile --no-cache --bundle bundle-int8.toml

@@ -6,7 +6,8 @@ use gestalt_edge::engine::cache::CacheStatus;
 use gestalt_edge::eval::EvalReport;
 use gestalt_edge::pipeline::Prediction;
 
-/// Warns on stderr about model-cache entries that were damaged or could not be written.
+/// Warns on stderr about model-cache entries (and the native kernel-choice file) that were
+/// damaged or could not be written.
 pub fn cache_warnings(bundle: &Bundle) {
     for r in bundle.cache_reports() {
         match &r.status {
@@ -20,6 +21,10 @@ pub fn cache_warnings(bundle: &Bundle) {
             ),
             _ => {}
         }
+    }
+    // the cache folder also keeps the native engine's measured kernel choices
+    if let Some(why) = bundle.kernel_report().and_then(|r| r.rebuilt.as_ref()) {
+        eprintln!("warning: model cache not used for the native kernel choices: {why}");
     }
 }
 

@@ -246,26 +246,28 @@ fn cli_compile_then_predict_from_cache() {
         "{out}"
     );
     assert_eq!(entries(&cache).len(), 2);
-    // the native engine covers SFace, not YuNet (Resize): one compiled file, pinned
+    // the native engine covers both networks: two compiled files, pinned
     assert!(
-        out.contains("embedder 'sface': compiled") && out.contains("pinned in the manifest"),
-        "{out}"
-    );
-    assert!(
-        out.contains("detector: runs on tract: operation Resize (node"),
+        out.contains("embedder 'sface': compiled")
+            && out.contains("detector: compiled")
+            && out.contains("pinned in the manifest"),
         "{out}"
     );
     let after = std::fs::read_to_string(&bundle).expect("manifest");
     let native = dir.path().join("sface.native");
-    let sha = gestalt_edge::bundle::sha256_hex(&std::fs::read(&native).expect("compiled"));
-    assert!(
-        after.contains(&format!(
-            "compiled = {{ file = \"sface.native\", sha256 = \"{sha}\" }}"
-        )),
-        "{after}"
-    );
-    // only that line was added: comments and everything else kept
-    assert_eq!(after.lines().count(), before.lines().count() + 1);
+    for file in ["yunet.native", "sface.native"] {
+        let sha = gestalt_edge::bundle::sha256_hex(
+            &std::fs::read(dir.path().join(file)).expect("compiled"),
+        );
+        assert!(
+            after.contains(&format!(
+                "compiled = {{ file = \"{file}\", sha256 = \"{sha}\" }}"
+            )),
+            "{after}"
+        );
+    }
+    // only those lines were added: comments and everything else kept
+    assert_eq!(after.lines().count(), before.lines().count() + 2);
     let json: serde_json::Value = serde_json::from_str(&compile(true)).expect("JSON");
     let models = json["models"].as_array().expect("models");
     assert_eq!(models.len(), 2);
@@ -297,7 +299,9 @@ fn cli_compile_then_predict_from_cache() {
     for (a, b) in n.iter().zip(&t) {
         assert!((a - b).abs() < 1e-4, "native {n:?} vs tract {t:?}");
     }
-    std::fs::remove_file(dir.path().join("sface.onnx")).expect("remove the ONNX file");
+    for onnx in ["yunet.onnx", "sface.onnx"] {
+        std::fs::remove_file(dir.path().join(onnx)).expect("remove the ONNX file");
+    }
     assert_eq!(predict_json_with(&bundle, &["--no-cache"]), uncached);
     // signed on the workstation, the manifest covers the compiled file a device runs
     let (secret, public) = gen_key(dir.path(), "site");

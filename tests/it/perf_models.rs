@@ -1,5 +1,5 @@
-//! The design-card models at full size: `model synth` graphs load and run in tract with the
-//! outputs onnxruntime computes (goldens in models/perf/golden/, made by
+//! The design-card models at full size: `model synth` graphs load and run in tract and on
+//! the native engine with the outputs onnxruntime computes (goldens in models/perf/golden/, made by
 //! models/perf/ort_golden.py), and the bench / quantize commands on real bundles.
 
 use crate::util;
@@ -44,10 +44,28 @@ fn check_against_ort(arch: &str, width: u32, height: u32) {
     let golden: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&golden_path).expect("golden file")).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let net = Net::load(&path, &bytes, width, height, &[]).expect("tract loads the graph");
+    let tract = Net::load(&path, &bytes, width, height, &[]).expect("tract loads the graph");
+    // the native engine runs the whole graph (detectors included) to the same outputs
+    let native = gestalt_edge::engine::load_net(
+        &gestalt_edge::engine::NetEngine::Native(Default::default(), 2),
+        &path,
+        &bytes,
+        (width, height),
+        &[],
+        1,
+    )
+    .expect("the native engine loads the graph");
+    assert_eq!(native.engine(), "native", "{:?}", native.engine_note());
+    for net in [tract, native] {
+        agrees_with_golden(arch, &net, &golden, width * height);
+    }
+}
+
+fn agrees_with_golden(arch: &str, net: &Net, golden: &serde_json::Value, pixels: u32) {
+    let engine = net.engine();
     let outs = net
-        .run(pattern(3 * (width * height) as usize))
-        .expect("tract runs the graph");
+        .run(pattern(3 * pixels as usize))
+        .expect("the engine runs the graph");
     let want = golden["outputs"].as_array().unwrap();
     assert_eq!(outs.len(), want.len());
     for ((name, shape), (got, w)) in net.outputs().iter().zip(outs.iter().zip(want)) {
@@ -63,13 +81,13 @@ fn check_against_ort(arch: &str, width: u32, height: u32) {
         let got_sq: f64 = got.iter().map(|&v| (v as f64).powi(2)).sum();
         assert!(
             (got_sq - sum_sq).abs() <= 1e-3 * sum_sq,
-            "{arch} {name}: sum of squares {got_sq} vs onnxruntime {sum_sq}"
+            "{arch} {name}: {engine} sum of squares {got_sq} vs onnxruntime {sum_sq}"
         );
         for (i, (g, e)) in got.iter().zip(w["first"].as_array().unwrap()).enumerate() {
             let e = e.as_f64().unwrap();
             assert!(
                 (*g as f64 - e).abs() <= 1e-3 * rms.max(1e-3) + 1e-5,
-                "{arch} {name}[{i}]: tract {g} vs onnxruntime {e}"
+                "{arch} {name}[{i}]: {engine} {g} vs onnxruntime {e}"
             );
         }
     }

@@ -15,7 +15,7 @@ use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_linalg::BinOp;
 
 use super::im2col::{im2col, Window};
-use super::ir::{Act, Post};
+use super::ir::{Act, Axis, Post};
 use super::kernels::PanelLayout;
 use super::plan::{DepthwiseStep, GemmStep, IntEpilogue, Plan, Step};
 use super::NativeError;
@@ -278,7 +278,9 @@ fn step_body(
                 output,
                 post,
             } => {
-                let s = plan.values[*input];
+                // the output's layout: a Reshape to [1, n, k] copies the same values
+                // into rows of k (the compiled-file check holds both lengths equal)
+                let s = plan.values[*output];
                 let (src, dst) = (
                     mem.arena.add(plan.offsets[*input]),
                     mem.arena.add(plan.offsets[*output]),
@@ -320,6 +322,57 @@ fn step_body(
                             for (a, b) in out.iter_mut().zip(row) {
                                 *a = a.max(*b);
                             }
+                        }
+                    }
+                }
+            }
+            Step::Resize {
+                input,
+                output,
+                rows,
+                cols,
+            } => {
+                let (i, o) = (plan.values[*input], plan.values[*output]);
+                let (src, dst) = (
+                    mem.arena.add(plan.offsets[*input]),
+                    mem.arena.add(plan.offsets[*output]),
+                );
+                for p in share(o.pixels(), t, threads) {
+                    let from = rows[p / o.w] * i.w + cols[p % o.w];
+                    std::ptr::copy_nonoverlapping(src.add(from * i.c), dst.add(p * o.c), o.c);
+                }
+            }
+            Step::Concat {
+                inputs,
+                output,
+                axis,
+            } => {
+                let o = plan.values[*output];
+                let dst = mem.arena.add(plan.offsets[*output]);
+                match axis {
+                    Axis::Channels => {
+                        for p in share(o.pixels(), t, threads) {
+                            let mut c0 = 0;
+                            for v in inputs {
+                                let c = plan.values[*v].c;
+                                let src = mem.arena.add(plan.offsets[*v] + p * c);
+                                std::ptr::copy_nonoverlapping(src, dst.add(p * o.c + c0), c);
+                                c0 += c;
+                            }
+                        }
+                    }
+                    Axis::Pixels => {
+                        let mut at = 0;
+                        for v in inputs {
+                            let len = plan.values[*v].len();
+                            let part = share(len, t, threads);
+                            let src = mem.arena.add(plan.offsets[*v] + part.start);
+                            std::ptr::copy_nonoverlapping(
+                                src,
+                                dst.add(at + part.start),
+                                part.len(),
+                            );
+                            at += len;
                         }
                     }
                 }
@@ -525,6 +578,9 @@ unsafe fn gemm(
 
 #[inline(always)]
 unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local, t: usize) {
+    if d.int.is_none() {
+        return depthwise_f32(plan, d, mem, t);
+    }
     let (i, o) = (d.geom.input, d.geom.output);
     let c = o.c;
     let src = mem.arena.add(plan.offsets[d.input]);
@@ -581,6 +637,70 @@ unsafe fn depthwise(plan: &Plan, d: &DepthwiseStep, mem: Mem, local: &mut Local,
             }
         }
         apply(&d.post, out, 0, p, plan, mem);
+    }
+}
+
+/// `y += w * x`, lane by lane (one pixel's channels).
+#[inline(always)]
+fn mac(y: &mut [f32], w: &[f32], x: &[f32]) {
+    for ((y, w), x) in y.iter_mut().zip(w).zip(x) {
+        *y += w * x;
+    }
+}
+
+/// A float depthwise convolution, one output row at a time: for each tap, the columns whose
+/// input pixel is inside the map run as one contiguous sweep (no per-pixel bounds checks),
+/// the few edge columns read the padding. The sums are formed in the same order as pixel
+/// by pixel (bias, then the taps row by row), so the result is the same.
+#[inline(always)]
+unsafe fn depthwise_f32(plan: &Plan, d: &DepthwiseStep, mem: Mem, t: usize) {
+    let (i, o) = (d.geom.input, d.geom.output);
+    let c = o.c;
+    let ([kh, kw], [sh, sw], [pt, pl]) = (d.geom.kernel, d.geom.stride, d.geom.pad);
+    let src = mem.arena.add(plan.offsets[d.input]);
+    let dst = mem.arena.add(plan.offsets[d.output]);
+    // columns whose every tap lies inside the input: x * sw >= pl, x * sw + kw - 1 - pl < i.w
+    let x_lo = pl.div_ceil(sw).min(o.w);
+    let x_hi = if i.w + pl >= kw {
+        ((i.w + pl - kw) / sw + 1).min(o.w)
+    } else {
+        0
+    }
+    .max(x_lo);
+    for oy in share(o.h, t, plan.threads) {
+        let out = std::slice::from_raw_parts_mut(dst.add(oy * o.w * c), o.w * c);
+        for px in out.chunks_exact_mut(c) {
+            px.copy_from_slice(&d.bias);
+        }
+        for ky in 0..kh {
+            let iy = (oy * sh + ky) as isize - pt as isize;
+            let row = (iy >= 0 && (iy as usize) < i.h)
+                .then(|| std::slice::from_raw_parts(src.add(iy as usize * i.w * c), i.w * c));
+            for kx in 0..kw {
+                let w = &d.w[(ky * kw + kx) * c..][..c];
+                for x in (0..x_lo).chain(x_hi..o.w) {
+                    let ix = (x * sw + kx) as isize - pl as isize;
+                    let px = match row {
+                        Some(r) if ix >= 0 && (ix as usize) < i.w => &r[ix as usize * c..][..c],
+                        _ => &d.pad[..],
+                    };
+                    mac(&mut out[x * c..][..c], w, px);
+                }
+                let inner = out[x_lo * c..x_hi * c].chunks_exact_mut(c);
+                match row {
+                    Some(r) if x_hi > x_lo => {
+                        let first = x_lo * sw + kx - pl;
+                        for (y, px) in inner.zip(r[first * c..].chunks(c).step_by(sw)) {
+                            mac(y, w, px);
+                        }
+                    }
+                    _ => inner.for_each(|y| mac(y, w, &d.pad)),
+                }
+            }
+        }
+        for (x, px) in out.chunks_exact_mut(c).enumerate() {
+            apply(&d.post, px, 0, oy * o.w + x, plan, mem);
+        }
     }
 }
 
@@ -653,6 +773,15 @@ unsafe fn apply(post: &[Post], row: &mut [f32], c0: usize, p: usize, plan: &Plan
                 }
             }
             Post::Act(Act::Sigmoid) => row.iter_mut().for_each(|y| *y = 1.0 / (1.0 + (-*y).exp())),
+            Post::Softmax => {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, y| m.max(*y));
+                let mut sum = 0.0;
+                for y in row.iter_mut() {
+                    *y = (*y - max).exp();
+                    sum += *y;
+                }
+                row.iter_mut().for_each(|y| *y /= sum);
+            }
             Post::Add(v) => {
                 let c = plan.values[*v].c;
                 let other = std::slice::from_raw_parts(

@@ -51,6 +51,16 @@ pub enum Act {
     Sigmoid,
 }
 
+/// How a [`Op::Concat`] joins its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Along the channels: every input has the output's pixels (ONNX axis 1 of NCHW maps).
+    Channels,
+    /// One buffer after the other: every input has the output's channels (ONNX axis 1 of
+    /// `[1, n, k]` sequences, stored as `k` channels of `n` pixels).
+    Pixels,
+}
+
 /// One step applied to each output pixel of a convolution (channel vector), in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Post {
@@ -65,6 +75,9 @@ pub enum Post {
     Act(Act),
     /// `y += value` (residual connection); `value` has the output's shape.
     Add(ValueId),
+    /// `y = exp(y - max) / sum(exp(y - max))` over the channels of each pixel (the last axis
+    /// of a `[1, n, k]` sequence). Only in [`Op::Map`], whose rows are whole pixels.
+    Softmax,
     /// Round trip through a quantized tensor (QLinearConv's output): `q = clamp(round(y /
     /// scale) + zero, lo, hi)`, `y = (q - zero) * scale`.
     Requant {
@@ -205,9 +218,31 @@ pub enum Op {
         /// Padding top, left, bottom, right.
         pads: [usize; 4],
     },
+    /// Nearest-neighbour resizing: output cell `(y, x)` copies input cell
+    /// `(rows[y], cols[x])`.
+    Resize {
+        /// Input.
+        input: ValueId,
+        /// Output.
+        output: ValueId,
+        /// Source row of every output row.
+        rows: Vec<usize>,
+        /// Source column of every output column.
+        cols: Vec<usize>,
+    },
+    /// Concatenation of feature maps or sequences.
+    Concat {
+        /// Inputs, in order.
+        inputs: Vec<ValueId>,
+        /// Output.
+        output: ValueId,
+        /// How they are joined.
+        axis: Axis,
+    },
 }
 
-/// A graph output: its name and the value, with the layout the caller expects.
+/// A graph output: its name and the value, with the layout the caller expects (a
+/// `[1, n, k]` sequence is stored as `k` channels of `n` pixels, in ONNX order already).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     /// ONNX output name.

@@ -8,7 +8,7 @@
 use tract_data::prelude::*;
 use tract_linalg::mmm::MMMInputValue;
 
-use super::ir::{Conv, InputQuant, Model, Op, Post, Shape, ValueId, Weights};
+use super::ir::{Axis, Conv, InputQuant, Model, Op, Post, Shape, ValueId, Weights};
 use super::kernels::{Kernel, Precision};
 use super::NativeError;
 
@@ -158,6 +158,26 @@ pub enum Step {
         /// Geometry.
         geom: Geom,
     },
+    /// Nearest-neighbour resizing (see [`Op::Resize`]).
+    Resize {
+        /// Input.
+        input: ValueId,
+        /// Output.
+        output: ValueId,
+        /// Source row of every output row.
+        rows: Vec<usize>,
+        /// Source column of every output column.
+        cols: Vec<usize>,
+    },
+    /// Concatenation (see [`Op::Concat`]).
+    Concat {
+        /// Inputs.
+        inputs: Vec<ValueId>,
+        /// Output.
+        output: ValueId,
+        /// How they are joined.
+        axis: Axis,
+    },
 }
 
 impl Plan {
@@ -186,6 +206,15 @@ impl Plan {
             Step::MaxPool { geom, .. } => {
                 let o = geom.output;
                 (format!("max pool to {}x{}x{}", o.h, o.w, o.c), 0)
+            }
+            Step::Resize { output, .. } => {
+                let o = self.values[*output];
+                (format!("resize to {}x{}x{}", o.h, o.w, o.c), 0)
+            }
+            Step::Concat { inputs, output, .. } => {
+                let o = self.values[*output];
+                let n = inputs.len();
+                (format!("concat {n} to {}x{}x{}", o.h, o.w, o.c), 0)
             }
         }
     }
@@ -251,7 +280,8 @@ fn readers(op: &Op) -> Vec<ValueId> {
     let (input, post): (ValueId, &[Post]) = match op {
         Op::Conv(c) => (c.input, &c.post),
         Op::Map { input, post, .. } => (*input, post),
-        Op::MaxPool { input, .. } => (*input, &[]),
+        Op::MaxPool { input, .. } | Op::Resize { input, .. } => (*input, &[]),
+        Op::Concat { inputs, .. } => return inputs.clone(),
     };
     let mut v = vec![input];
     v.extend(
@@ -264,7 +294,10 @@ fn readers(op: &Op) -> Vec<ValueId> {
 fn written(op: &Op) -> ValueId {
     match op {
         Op::Conv(c) => c.output,
-        Op::Map { output, .. } | Op::MaxPool { output, .. } => *output,
+        Op::Map { output, .. }
+        | Op::MaxPool { output, .. }
+        | Op::Resize { output, .. }
+        | Op::Concat { output, .. } => *output,
     }
 }
 
@@ -408,6 +441,26 @@ pub fn build(
                     stride: *stride,
                     pad: [pads[0], pads[1]],
                 },
+            },
+            Op::Resize {
+                input,
+                output,
+                rows,
+                cols,
+            } => Step::Resize {
+                input: *input,
+                output: *output,
+                rows: rows.clone(),
+                cols: cols.clone(),
+            },
+            Op::Concat {
+                inputs,
+                output,
+                axis,
+            } => Step::Concat {
+                inputs: inputs.clone(),
+                output: *output,
+                axis: *axis,
             },
             Op::Conv(c) => conv_step(&model, c, &mut plan, chooser)?,
         };

@@ -3,7 +3,7 @@
 //!
 //! Consumes a [`Model`] read from a file; produces `Ok` or the reason it is refused.
 
-use super::super::ir::{Act, Model, Op, Post, Weights};
+use super::super::ir::{Act, Axis, Model, Op, Post, Weights};
 use super::{damaged, CompiledError};
 
 /// Every index and length consistent, so planning and running cannot index out of bounds.
@@ -24,8 +24,10 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
         return bad("a feature map size");
     }
     let per_c = |v: &[f32], c: usize| v.len() == c;
-    let posts_ok = |post: &[Post], c: usize, out: usize| {
+    // a softmax needs whole pixels: only an elementwise op's rows are
+    let posts_ok = |post: &[Post], c: usize, out: usize, whole: bool| {
         post.iter().all(|p| match p {
+            Post::Softmax => whole,
             Post::Affine { scale, shift } => per_c(scale, c) && per_c(shift, c),
             Post::Act(Act::Prelu(s)) => per_c(s, c),
             Post::Add(v) => *v < nv && m.values[*v] == m.values[out],
@@ -51,7 +53,7 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                     && c.pre.as_ref().is_none_or(|(s, t)| {
                         s.len() == m.values[c.input].c && t.len() == m.values[c.input].c
                     })
-                    && posts_ok(&c.post, c.cout, c.output)
+                    && posts_ok(&c.post, c.cout, c.output, false)
                     && match &c.weights {
                         Weights::F32(w) => w.len() == c.cout * c.k(),
                         Weights::I8 { w, scale, bias, .. } => {
@@ -78,11 +80,12 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                 output,
                 post,
             } => {
+                // a Reshape to [1, n, k] is a Map between maps of the same length
                 if *input >= nv
                     || *output >= nv
                     || input == output
-                    || m.values[*input] != m.values[*output]
-                    || !posts_ok(post, m.values[*output].c, *output)
+                    || m.values[*input].len() != m.values[*output].len()
+                    || !posts_ok(post, m.values[*output].c, *output, true)
                 {
                     return bad("an elementwise step does not fit its maps");
                 }
@@ -108,6 +111,50 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                     };
                 if !ok {
                     return bad("a pooling does not fit its maps");
+                }
+            }
+            Op::Resize {
+                input,
+                output,
+                rows,
+                cols,
+            } => {
+                let ok = *input < nv && *output < nv && input != output && {
+                    let (i, o) = (m.values[*input], m.values[*output]);
+                    i.c == o.c
+                        && rows.len() == o.h
+                        && cols.len() == o.w
+                        && rows.iter().all(|&r| r < i.h)
+                        && cols.iter().all(|&c| c < i.w)
+                };
+                if !ok {
+                    return bad("a resize does not fit its maps");
+                }
+            }
+            Op::Concat {
+                inputs,
+                output,
+                axis,
+            } => {
+                let ok = *output < nv
+                    && !inputs.is_empty()
+                    && inputs.iter().all(|v| *v < nv && v != output)
+                    && {
+                        let o = m.values[*output];
+                        let ins = inputs.iter().map(|&v| m.values[v]);
+                        match axis {
+                            Axis::Channels => {
+                                ins.clone().all(|s| (s.h, s.w) == (o.h, o.w))
+                                    && ins.map(|s| s.c).sum::<usize>() == o.c
+                            }
+                            Axis::Pixels => {
+                                ins.clone().all(|s| s.c == o.c)
+                                    && ins.map(|s| s.len()).sum::<usize>() == o.len()
+                            }
+                        }
+                    };
+                if !ok {
+                    return bad("a concatenation does not fit its maps");
                 }
             }
         }

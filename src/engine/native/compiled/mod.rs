@@ -8,15 +8,18 @@
 //! length is checked against the bytes left before anything is allocated, so a damaged
 //! file is a typed error, never a panic or an unbounded allocation.
 
-use super::ir::{Act, Conv, InputQuant, Model, Op, Output, Post, Shape, Weights};
+use super::ir::{Act, Axis, Conv, InputQuant, Model, Op, Output, Post, Shape, Weights};
 use check::check;
 
 mod check;
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"GENATIVE";
-/// The format version this build writes (and the only one it reads: v1 is the first).
-pub const VERSION: u32 = 1;
+/// The format version this build writes. Version 2 added the detectors' operations
+/// (Resize, Concat, Softmax); a version 1 file (which cannot hold them) still reads.
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST: u32 = 1;
 
 /// Why a compiled file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +28,9 @@ pub enum CompiledError {
     #[error("not a complete compiled model file ({0})")]
     Damaged(String),
     /// Written by another format version.
-    #[error("compiled model format version {found}, this build reads version {VERSION}")]
+    #[error(
+        "compiled model format version {found}, this build reads versions {OLDEST} to {VERSION}"
+    )]
     Version {
         /// Version in the file.
         found: u32,
@@ -137,6 +142,7 @@ impl W {
                     hi: *hi,
                 });
             }
+            Post::Softmax => self.0.push(7),
         }
     }
     fn posts(&mut self, p: &[Post]) {
@@ -228,6 +234,31 @@ pub fn write(model: &Model, source: &Source) -> Vec<u8> {
                     .chain(stride)
                     .chain(pads)
                     .for_each(|x| b.u32(*x));
+            }
+            Op::Resize {
+                input,
+                output,
+                rows,
+                cols,
+            } => {
+                b.0.push(3);
+                b.u32(*input);
+                b.u32(*output);
+                for axis in [rows, cols] {
+                    b.u32(axis.len());
+                    axis.iter().for_each(|x| b.u32(*x));
+                }
+            }
+            Op::Concat {
+                inputs,
+                output,
+                axis,
+            } => {
+                b.0.push(4);
+                b.0.push(matches!(axis, Axis::Pixels) as u8);
+                b.u32(inputs.len());
+                inputs.iter().for_each(|x| b.u32(*x));
+                b.u32(*output);
             }
         }
     }
@@ -346,6 +377,7 @@ impl<'a> R<'a> {
                     hi: q.hi,
                 }
             }
+            7 => Post::Softmax,
             _ => return Err(damaged("unknown step")),
         })
     }
@@ -362,7 +394,7 @@ pub fn read(bytes: &[u8], expected: &Source) -> Result<Model, CompiledError> {
         return Err(damaged("no GENATIVE magic"));
     }
     let version = r.u32()? as u32;
-    if version != VERSION {
+    if !(OLDEST..=VERSION).contains(&version) {
         return Err(CompiledError::Version { found: version });
     }
     let mut sha = [0u8; 32];
@@ -468,6 +500,35 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                     pads: r.arr()?,
                 }
             }
+            3 => {
+                let (input, output) = (r.u32()?, r.u32()?);
+                let mut axis = || {
+                    let n = r.count(4)?;
+                    (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()
+                };
+                let rows = axis()?;
+                let cols = axis()?;
+                Op::Resize {
+                    input,
+                    output,
+                    rows,
+                    cols,
+                }
+            }
+            4 => {
+                let axis = match r.u8()? {
+                    0 => Axis::Channels,
+                    1 => Axis::Pixels,
+                    _ => return Err(damaged("unknown concatenation axis")),
+                };
+                let n = r.count(4)?;
+                let inputs = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                Op::Concat {
+                    inputs,
+                    output: r.u32()?,
+                    axis,
+                }
+            }
             _ => return Err(damaged("unknown operation")),
         });
     }
@@ -538,9 +599,15 @@ mod tests {
             read(&flipped, &src),
             Err(CompiledError::Damaged(_))
         ));
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert_eq!(read(&v2, &src), Err(CompiledError::Version { found: 2 }));
+        // the next version and none are refused; the previous one (no detector ops) reads
+        for v in [VERSION + 1, 0] {
+            let mut other = bytes.clone();
+            other[8..12].copy_from_slice(&v.to_le_bytes());
+            assert_eq!(read(&other, &src), Err(CompiledError::Version { found: v }));
+        }
+        let mut v1 = bytes.clone();
+        v1[8..12].copy_from_slice(&OLDEST.to_le_bytes());
+        assert_eq!(read(&v1, &src).unwrap(), m);
         let other = Source {
             width: 96,
             ..src.clone()
@@ -549,6 +616,53 @@ mod tests {
             read(&bytes, &other),
             Err(CompiledError::OtherModel { .. })
         ));
+    }
+
+    #[test]
+    fn a_detector_survives_the_round_trip_and_its_ops_are_checked() {
+        use crate::tools::synth::{synth, Arch};
+        let onnx = synth(Arch::RetinafaceMnet025, 2).onnx;
+        let m = super::super::import::import(&onnx, 64, 64).unwrap();
+        let src = Source {
+            sha256: [3; 32],
+            width: 64,
+            height: 64,
+        };
+        let count = |f: fn(&Op) -> bool| m.ops.iter().filter(|o| f(o)).count();
+        assert_eq!(count(|o| matches!(o, Op::Resize { .. })), 2);
+        assert_eq!(count(|o| matches!(o, Op::Concat { .. })), 6);
+        let softmax = |o: &Op| matches!(o, Op::Map { post, .. } if post.contains(&Post::Softmax));
+        assert_eq!(count(softmax), 1);
+        assert_eq!(read(&write(&m, &src), &src).unwrap(), m);
+        // a resize reading past its input, a concatenation that does not add up, a softmax
+        // in a convolution's epilogue: refused
+        let refused = |edit: &dyn Fn(&mut Model)| {
+            let mut bad = m.clone();
+            edit(&mut bad);
+            matches!(
+                read(&write(&bad, &src), &src),
+                Err(CompiledError::Damaged(_))
+            )
+        };
+        assert!(refused(&|m| {
+            if let Some(Op::Resize { rows, .. }) =
+                m.ops.iter_mut().find(|o| matches!(o, Op::Resize { .. }))
+            {
+                rows[0] = 1 << 20;
+            }
+        }));
+        assert!(refused(&|m| {
+            if let Some(Op::Concat { inputs, .. }) =
+                m.ops.iter_mut().find(|o| matches!(o, Op::Concat { .. }))
+            {
+                inputs.pop();
+            }
+        }));
+        assert!(refused(&|m| {
+            if let Some(Op::Conv(c)) = m.ops.iter_mut().find(|o| matches!(o, Op::Conv(_))) {
+                c.post.push(Post::Softmax);
+            }
+        }));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! QuantizeLinear / QLinearConv / DequantizeLinear / MatMulInteger); produces the IR or a
 //! [`NativeError::Unsupported`] naming the first operation outside the set (the caller then
 //! runs the model on tract-onnx). Shape arithmetic on constants (Shape, Slice, Gather,
-//! Unsqueeze, Concat, Constant, Identity, Dropout, Cast) folds away here.
+//! Unsqueeze, Concat, Constant, Identity, Dropout, Cast) folds away here. The detectors'
+//! operations (nearest Resize, Concat of maps, and the heads' Transpose to NHWC, Reshape to
+//! `[1, n, k]`, Softmax over `k`) are in [`maps`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use super::NativeError;
 use layers::unreachable_const;
 
 mod layers;
+mod maps;
 
 /// What an ONNX value name stands for during import.
 #[derive(Debug, Clone)]
@@ -45,6 +48,11 @@ enum Sym {
         q: InputQuant,
         exact: bool,
     },
+    /// `v` transposed to NHWC (ONNX `[1, h, w, c]`): the stored buffer as it is, waiting
+    /// for the Reshape to `[1, n, k]` of a detector head.
+    Nhwc {
+        v: ValueId,
+    },
 }
 
 struct Importer {
@@ -53,6 +61,8 @@ struct Importer {
     owner: HashMap<ValueId, usize>,
     pinned: std::collections::HashSet<ValueId>,
     uses: HashMap<String, usize>,
+    /// Values that are `[1, n, k]` sequences (stored as `k` channels of `n` pixels).
+    seq: std::collections::HashSet<ValueId>,
     model: Model,
 }
 
@@ -86,6 +96,7 @@ pub fn import(bytes: &[u8], width: usize, height: usize) -> Result<Model, Native
         owner: HashMap::new(),
         pinned: Default::default(),
         uses: HashMap::new(),
+        seq: Default::default(),
         model: Model {
             values: Vec::new(),
             ops: Vec::new(),
@@ -148,9 +159,18 @@ pub fn import(bytes: &[u8], width: usize, height: usize) -> Result<Model, Native
                     what: format!("output '{}' is a constant", o.name),
                 })
             }
+            Sym::Nhwc { .. } => {
+                return Err(NativeError::Unsupported {
+                    op: "Transpose".into(),
+                    node: o.name.clone(),
+                    why: "a transposed map as a graph output".into(),
+                })
+            }
         };
         let s = im.model.values[v];
-        let (dims, nchw) = if flat.is_some() || (s.h == 1 && s.w == 1) {
+        let (dims, nchw) = if im.seq.contains(&v) {
+            (vec![1, s.pixels(), s.c], false)
+        } else if flat.is_some() || (s.h == 1 && s.w == 1) {
             (vec![1, s.len()], false)
         } else {
             (vec![1, s.c, s.h, s.w], true)
@@ -207,9 +227,9 @@ impl Importer {
     /// absorb `n`'s step.
     fn sole_reader(&self, n: &pb::NodeProto, ix: usize) -> bool {
         let pinned = match n.input.get(ix).and_then(|i| self.syms.get(i)) {
-            Some(Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. }) => {
-                self.pinned.contains(v)
-            }
+            Some(
+                Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. } | Sym::Nhwc { v },
+            ) => self.pinned.contains(v),
             _ => false,
         };
         !pinned
@@ -224,8 +244,9 @@ impl Importer {
         if self.sole_reader(n, 0) {
             return;
         }
-        if let Some(Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. }) =
-            n.input.first().and_then(|i| self.syms.get(i))
+        if let Some(
+            Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. } | Sym::Nhwc { v },
+        ) = n.input.first().and_then(|i| self.syms.get(i))
         {
             self.pinned.insert(*v);
         }
@@ -261,8 +282,18 @@ impl Importer {
                     why: "a constant used as a feature map".into(),
                 })
             }
+            Sym::Nhwc { .. } => {
+                return Err(NativeError::Unsupported {
+                    op: "Transpose".into(),
+                    node: name.into(),
+                    why: "a transposed map read other than by a Reshape to [1, n, k]".into(),
+                })
+            }
         };
         let out = self.value(self.model.values[v]);
+        if self.seq.contains(&v) {
+            self.seq.insert(out);
+        }
         self.model.ops.push(Op::Map {
             input: v,
             output: out,
@@ -284,6 +315,10 @@ impl Importer {
                 Ok((self.materialize(&n.name, s)?, None))
             }
             Sym::Const(_) => Err(unsupported(n, "a constant where a feature map is expected")),
+            Sym::Nhwc { .. } => Err(unsupported(
+                n,
+                "a transposed map read other than by a Reshape to [1, n, k]",
+            )),
         }
     }
 
@@ -317,6 +352,9 @@ impl Importer {
         post: Post,
     ) -> Result<(), NativeError> {
         let out = self.value(self.model.values[v]);
+        if self.seq.contains(&v) {
+            self.seq.insert(out);
+        }
         self.model.ops.push(Op::Map {
             input: v,
             output: out,
@@ -378,7 +416,8 @@ impl Importer {
                 Ok(())
             }
             Sym::Val { v, flat: None }
-                if !(self.sole_reader(n, 0) && self.owner.contains_key(&v)) =>
+                if !(self.sole_reader(n, 0) && self.owner.contains_key(&v))
+                    && !self.seq.contains(&v) =>
             {
                 self.out(n, Sym::Affine { v, scale, shift });
                 Ok(())
@@ -389,10 +428,16 @@ impl Importer {
 
     fn channels(&self, n: &pb::NodeProto) -> Result<usize, NativeError> {
         match self.sym(n, 0)? {
-            Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. } => {
+            Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. }
+                if !self.seq.contains(&v) =>
+            {
                 Ok(self.model.values[v].c)
             }
             Sym::Const(_) => Err(unsupported(n, "a constant input")),
+            _ => Err(unsupported(
+                n,
+                "a per-channel constant on a transposed or [1, n, k] value",
+            )),
         }
     }
 
@@ -400,6 +445,30 @@ impl Importer {
         let op = n.op_type.as_str();
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             return Err(unsupported(n, "operator domain"));
+        }
+        // a [1, n, k] sequence goes only where its layout means what ONNX means
+        let seq_ok = matches!(
+            op,
+            "Relu"
+                | "LeakyRelu"
+                | "Sigmoid"
+                | "Add"
+                | "Sub"
+                | "Mul"
+                | "Div"
+                | "Concat"
+                | "Softmax"
+                | "Identity"
+                | "Dropout"
+                | "Cast"
+        );
+        let reads_seq = n.input.iter().any(|i| {
+            matches!(self.syms.get(i),
+                Some(Sym::Val { v, .. } | Sym::Affine { v, .. } | Sym::Quant { v, .. })
+                    if self.seq.contains(v))
+        });
+        if reads_seq && !seq_ok {
+            return Err(unsupported(n, "a [1, n, k] sequence as input"));
         }
         // constant folding and aliases first
         let all_const = !n.input.is_empty()
@@ -455,7 +524,9 @@ impl Importer {
                     }
                     Sym::Val { v, flat: Some(_) } => vec![1, self.model.values[v].len() as i64],
                     Sym::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
-                    Sym::Quant { .. } => return Err(unsupported(n, "Shape of a quantized value")),
+                    Sym::Quant { .. } | Sym::Nhwc { .. } => {
+                        return Err(unsupported(n, "Shape of a quantized or transposed value"))
+                    }
                 };
                 self.out(n, Sym::Const(Arc::new(Const::ints(s))));
                 return Ok(());
@@ -490,8 +561,16 @@ impl Importer {
                 let slope = self.per_channel(n, &self.konst(n, 1)?, c)?;
                 self.elementwise(n, Post::Act(Act::Prelu(slope)))
             }
+            "Reshape" if matches!(self.sym(n, 0)?, Sym::Nhwc { .. }) => self.head_reshape(n),
+            "Transpose" => self.transpose(n),
+            "Resize" => self.resize(n),
+            "Concat" => self.concat(n),
+            "Softmax" => self.softmax(n),
             "Flatten" | "Reshape" => {
                 let (v, _) = self.map_in(n, 0)?;
+                if self.seq.contains(&v) {
+                    return Err(unsupported(n, "reshaping a [1, n, k] sequence"));
+                }
                 let s = self.model.values[v];
                 if op == "Reshape" {
                     let target = self.konst(n, 1)?.i64s();
