@@ -416,8 +416,8 @@ impl Importer {
                 Ok(())
             }
             Sym::Val { v, flat: None }
-                if !(self.sole_reader(n, 0) && self.owner.contains_key(&v))
-                    && !self.seq.contains(&v) =>
+                if !(self.seq.contains(&v)
+                    || self.sole_reader(n, 0) && self.owner.contains_key(&v)) =>
             {
                 self.out(n, Sym::Affine { v, scale, shift });
                 Ok(())
