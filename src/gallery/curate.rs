@@ -231,11 +231,10 @@ impl Gallery {
     /// drops syndromes, genes and subjects no image refers to and renumbers the rest.
     fn retain(&mut self, keep: impl Fn(&ImageEntry) -> bool) -> Removed {
         let per_image = self.image_bytes().unwrap_or(0);
-        let widths: Vec<usize> = self.data.keys.iter().map(|k| k.width as usize).collect();
         let old_images = std::mem::take(&mut self.data.images);
         let old_blob = std::mem::take(&mut self.data.embeddings);
-        let old_index = std::mem::take(&mut self.index);
-        let mut index: Vec<Vec<f32>> = vec![Vec::new(); widths.len()];
+        let old_factors = std::mem::take(&mut self.inv_norm);
+        let mut factors: Vec<Vec<f32>> = vec![Vec::new(); old_factors.len()];
         let mut images = Vec::with_capacity(old_images.len());
         let mut blob = Vec::with_capacity(old_blob.len());
         let mut removed = Removed::default();
@@ -246,8 +245,8 @@ impl Gallery {
             }
             let at = i * per_image;
             blob.extend_from_slice(old_blob.get(at..at + per_image).unwrap_or_default());
-            for ((slot, old), &w) in index.iter_mut().zip(&old_index).zip(&widths) {
-                slot.extend_from_slice(old.get(i * w..(i + 1) * w).unwrap_or_default());
+            for (slot, old) in factors.iter_mut().zip(&old_factors) {
+                slot.push(old.get(i).copied().unwrap_or(0.0));
             }
             images.push(im);
         }
@@ -305,7 +304,7 @@ impl Gallery {
         d.pp4 = pp4;
         d.images = images;
         d.embeddings = blob;
-        self.index = index;
+        self.inv_norm = factors;
         self.lookup = Lookup::of(&self.data);
         removed
     }

@@ -15,7 +15,7 @@
 //! postcard has no schema evolution: a new layout adds a `Body` variant and bumps the header
 //! version; readers keep decoding the old variants.
 
-use super::{check_keys, image_bytes, normalise, quant, Data, Gallery, Lookup};
+use super::{check_keys, image_bytes, inv_norm, quant, Data, Gallery, Lookup};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -173,19 +173,19 @@ impl Gallery {
                 )))
             }
         };
-        let index = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
+        let inv_norm = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
         let lookup = Lookup::of(&data);
         Ok(Gallery {
             data,
             source: PathBuf::from(path),
-            index,
+            inv_norm,
             lookup,
         })
     }
 }
 
-/// Validates decoded tables and builds the search index (per key, image-major, normalised).
-/// The error is a sentence naming the first problem.
+/// Validates decoded tables (every stored value finite) and computes each stored vector's
+/// normalising factor (per key, per image). The error is a sentence naming the first problem.
 fn build_index(d: &Data) -> std::result::Result<Vec<Vec<f32>>, String> {
     check_keys(&d.keys)?;
     if d.pp4.len() != d.syndromes.len() {
@@ -231,7 +231,7 @@ fn build_index(d: &Data) -> std::result::Result<Vec<Vec<f32>>, String> {
     let mut index: Vec<Vec<f32>> = d
         .keys
         .iter()
-        .map(|s| Vec::with_capacity(d.images.len() * s.width as usize))
+        .map(|_| Vec::with_capacity(d.images.len()))
         .collect();
     let mut decoded = Vec::new();
     let mut at = 0usize;
@@ -248,7 +248,7 @@ fn build_index(d: &Data) -> std::result::Result<Vec<Vec<f32>>, String> {
                     im.image_id, spec.key
                 ));
             }
-            slot.extend_from_slice(&normalise(&decoded));
+            slot.push(inv_norm(&decoded));
             at += n;
         }
     }

@@ -2,8 +2,10 @@
 //!
 //! Consumes diagnosed [`Case`]s with their [`Embeddings`] (from `gallery build` / `import`)
 //! or a gallery file; produces a [`Gallery`]: tables of syndromes, genes, subjects and
-//! images, one stored vector per (image, key), and an in-memory search index of
-//! L2-normalised `f32` vectors that [`crate::rank`] uses. [`format`] holds the file layout
+//! images, one stored vector per (image, key), and per stored vector the factor that
+//! L2-normalises it: [`crate::rank`] reads the stored vectors scaled by it
+//! ([`Gallery::scan_key`], [`Gallery::search_vector`]), so no second copy of the vectors is
+//! kept in memory. [`format`] holds the file layout
 //! (postcard, magic, version, CRC-32), [`io`] reading and atomic writing, [`quant`] the f16
 //! and i8 vector storage, [`curate`] removal and relabelling (consent withdrawn, diagnosis
 //! revised) and the per-syndrome PP4 thresholds.
@@ -156,7 +158,7 @@ pub(crate) struct Data {
     pub(crate) embeddings: Vec<u8>,
 }
 
-/// A gallery in memory: tables, stored vectors and the search index.
+/// A gallery in memory: tables, stored vectors and their normalising factors.
 ///
 /// Invariants (checked on [`Gallery::add`] and when reading a file): keys unique with
 /// non-zero widths, table indices in range, names unique per table, the blob exactly
@@ -166,9 +168,9 @@ pub struct Gallery {
     data: Data,
     /// Where the gallery was read from (for messages); empty for a new gallery.
     source: PathBuf,
-    /// Per key (gallery key order): `images x width` L2-normalised values, image-major.
-    /// Built from the stored (dequantised) vectors; zero vectors stay zero.
-    index: Vec<Vec<f32>>,
+    /// Per key (gallery key order), per image: `1 / |stored vector|` (0 for a zero
+    /// vector), so that the stored vector times it is the L2-normalised search vector.
+    inv_norm: Vec<Vec<f32>>,
     /// Name -> table position, so that [`Gallery::add`] does not scan the tables.
     lookup: Lookup,
 }
@@ -211,7 +213,7 @@ impl Gallery {
         storage: Storage,
     ) -> Result<Gallery> {
         check_keys(&keys).map_err(Error::Usage)?;
-        let index = vec![Vec::new(); keys.len()];
+        let inv_norm = vec![Vec::new(); keys.len()];
         Ok(Gallery {
             data: Data {
                 bundle_id: bundle_id.into(),
@@ -227,7 +229,7 @@ impl Gallery {
                 embeddings: Vec::new(),
             },
             source: PathBuf::new(),
-            index,
+            inv_norm,
             lookup: Lookup::default(),
         })
     }
@@ -290,7 +292,7 @@ impl Gallery {
         // Vectors in gallery key order, paired by key.
         let vectors = self.pair_keys(id, emb)?;
         let mut blob = Vec::new();
-        let mut normalised = Vec::with_capacity(vectors.len());
+        let mut factors = Vec::with_capacity(vectors.len());
         let mut one = Vec::new();
         let mut decoded = Vec::new();
         for (spec, v) in self.data.keys.iter().zip(&vectors) {
@@ -308,7 +310,7 @@ impl Gallery {
                 )));
             }
             blob.extend_from_slice(&one);
-            normalised.push(normalise(&decoded));
+            factors.push(inv_norm(&decoded));
         }
         let limit = u32::MAX as usize;
         let d = &self.data;
@@ -373,8 +375,8 @@ impl Gallery {
             genes,
         });
         self.data.embeddings.extend_from_slice(&blob);
-        for (slot, v) in self.index.iter_mut().zip(normalised) {
-            slot.extend_from_slice(&v);
+        for (slot, f) in self.inv_norm.iter_mut().zip(factors) {
+            slot.push(f);
         }
         Ok(())
     }
@@ -450,10 +452,62 @@ impl Gallery {
         image_bytes(self.data.storage, &self.data.keys)
     }
 
-    /// The search index for the key at position `slot` of [`Gallery::keys`]: `len() x width`
-    /// L2-normalised values, image-major (zero vectors stay zero). `None` if out of range.
-    pub fn normalised(&self, slot: usize) -> Option<&[f32]> {
-        self.index.get(slot).map(Vec::as_slice)
+    /// The search vector of `image` for the key at position `slot` of [`Gallery::keys`]: the
+    /// stored vector L2-normalised (a zero vector stays zero), decoded into `buf`. `None` if
+    /// either is out of range.
+    pub fn search_vector<'b>(
+        &self,
+        image: usize,
+        slot: usize,
+        buf: &'b mut Vec<f32>,
+    ) -> Option<&'b [f32]> {
+        let (at, n, width) = self.key_bytes(slot)?;
+        let start = image.checked_mul(self.image_bytes()?)?.checked_add(at)?;
+        let bytes = self.data.embeddings.get(start..start.checked_add(n)?)?;
+        let f = *self.inv_norm.get(slot)?.get(image)?;
+        let mut bits = Vec::new();
+        quant::decode_scaled(self.data.storage, width, bytes, f, &mut bits, buf).then_some(&buf[..])
+    }
+
+    /// Calls `f(image, vector)` with every image's search vector (see
+    /// [`Gallery::search_vector`]) for the key at `slot`, in image order; nothing when `slot`
+    /// is out of range. One pass over the stored vectors, no allocation per image.
+    pub fn scan_key(&self, slot: usize, mut f: impl FnMut(usize, &[f32])) {
+        let (Some((at, n, width)), Some(per_image), Some(inv)) = (
+            self.key_bytes(slot),
+            self.image_bytes(),
+            self.inv_norm.get(slot),
+        ) else {
+            return;
+        };
+        let (mut bits, mut buf) = (Vec::new(), Vec::new());
+        let images = self.data.embeddings.get(at..).unwrap_or_default();
+        for (i, (image, &k)) in images.chunks(per_image.max(1)).zip(inv).enumerate() {
+            if let Some(bytes) = image.get(..n) {
+                if quant::decode_scaled(self.data.storage, width, bytes, k, &mut bits, &mut buf) {
+                    f(i, &buf);
+                }
+            }
+        }
+    }
+
+    /// Byte offset inside an image's stored bytes, byte length and width of the key at
+    /// `slot`.
+    fn key_bytes(&self, slot: usize) -> Option<(usize, usize, u32)> {
+        let mut at = 0usize;
+        for (i, spec) in self.data.keys.iter().enumerate() {
+            let n = quant::vector_bytes(self.data.storage, spec.width)?;
+            if i == slot {
+                return Some((at, n, spec.width));
+            }
+            at = at.checked_add(n)?;
+        }
+        None
+    }
+
+    /// Per image, the factor that normalises its stored vector of the key at `slot`.
+    pub(crate) fn inv_norms(&self, slot: usize) -> Option<&[f32]> {
+        self.inv_norm.get(slot).map(Vec::as_slice)
     }
 
     /// Bundle the embeddings were made with.
@@ -557,17 +611,17 @@ fn show_id(id: Option<u32>) -> String {
     id.map_or_else(|| "none".to_string(), |x| x.to_string())
 }
 
-/// `v / |v|` (norm accumulated in f64); a zero vector stays zero.
-pub(crate) fn normalise(v: &[f32]) -> Vec<f32> {
+/// `1 / |v|` (norm accumulated in f64), or 0 for a zero vector (which then stays zero).
+pub(crate) fn inv_norm(v: &[f32]) -> f32 {
     let norm = v
         .iter()
         .map(|&x| f64::from(x) * f64::from(x))
         .sum::<f64>()
         .sqrt();
     if norm > 0.0 && norm.is_finite() {
-        v.iter().map(|&x| (f64::from(x) / norm) as f32).collect()
+        (1.0 / norm) as f32
     } else {
-        vec![0.0; v.len()]
+        0.0
     }
 }
 

@@ -15,9 +15,9 @@
 
 use super::{quant, Storage};
 
-/// The decoded tables and the search index may take at most this many times the file's size
-/// in memory (plus [`MEMORY_SLACK`]). A real gallery needs about 5x for i8 storage (the index
-/// holds f32 values) and 3x for f16.
+/// The decoded tables and the search factors may take at most this many times the file's
+/// size in memory (plus [`MEMORY_SLACK`]). A real gallery needs little more than 1x (the
+/// stored vectors and one f32 factor per vector).
 pub const MEMORY_FACTOR: u64 = 6;
 
 /// Fixed allowance for small galleries, whose per-entry overheads dominate: 4 MiB.
@@ -228,8 +228,8 @@ fn walk(body: &[u8]) -> Result<Walked, String> {
     Ok((widths, storage, counts, blob, memory))
 }
 
-/// The memory budget: the decoded tables, the blob and the f32 search index the images and
-/// key widths call for (whether the blob matches them is the decoder's next check, made
+/// The memory budget: the decoded tables, the blob and the f32 factors the images and keys
+/// call for (whether the blob matches them is the decoder's next check, made
 /// before the index is allocated).
 fn check(
     widths: Vec<u32>,
@@ -240,15 +240,15 @@ fn check(
     file_len: u64,
 ) -> Result<Skim, String> {
     let images = counts[4];
-    let mut values: u64 = 0;
     for &w in &widths {
         quant::vector_bytes(storage, w).ok_or("a key width is impossibly large")?;
-        values = values.saturating_add(u64::from(w));
     }
-    // the stored blob, plus the f32 search index of every value
-    memory = memory
-        .saturating_add(blob)
-        .saturating_add(values.saturating_mul(images).saturating_mul(4));
+    // the stored blob, plus one f32 normalising factor per stored vector
+    memory = memory.saturating_add(blob).saturating_add(
+        (widths.len() as u64)
+            .saturating_mul(images)
+            .saturating_mul(4),
+    );
     let budget = file_len
         .saturating_mul(MEMORY_FACTOR)
         .saturating_add(MEMORY_SLACK);

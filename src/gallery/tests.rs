@@ -124,7 +124,10 @@ fn roundtrip_keeps_tables_and_vectors() {
         let bytes = g.to_bytes();
         let back = Gallery::from_bytes(&bytes, "mem.gal").unwrap();
         assert_eq!(back.data, g.data, "{storage}");
-        assert_eq!(back.index, g.index, "index is built from the stored values");
+        assert_eq!(
+            back.inv_norm, g.inv_norm,
+            "factors come from the stored values"
+        );
         assert_eq!(back.source(), Path::new("mem.gal"));
         assert_eq!((back.revision(), back.len()), (3, 20));
         assert_eq!(back.syndromes().len(), 3);
@@ -153,15 +156,21 @@ fn roundtrip_keeps_tables_and_vectors() {
 }
 
 #[test]
-fn index_is_unit_length_and_image_major() {
+fn search_vectors_are_unit_length_and_read_from_the_stored_ones() {
     let mut g = Gallery::new("b", "v", vec![spec("m", false, 2)], Storage::F16).unwrap();
     let e = |v: Vec<f32>| Embeddings {
         entries: vec![(key("m", false, false), v)],
     };
     g.add(&case("a", "s", None), &e(vec![3.0, 4.0])).unwrap();
     g.add(&case("b", "s", None), &e(vec![0.0, 0.0])).unwrap();
-    assert_eq!(g.normalised(0).unwrap(), &[0.6, 0.8, 0.0, 0.0]);
-    assert!(g.normalised(1).is_none());
+    let mut buf = Vec::new();
+    assert_eq!(g.search_vector(0, 0, &mut buf).unwrap(), &[0.6, 0.8]);
+    assert_eq!(g.search_vector(1, 0, &mut buf).unwrap(), &[0.0, 0.0]);
+    assert!(g.search_vector(2, 0, &mut buf).is_none());
+    assert!(g.search_vector(0, 1, &mut buf).is_none());
+    let mut seen = Vec::new();
+    g.scan_key(0, |i, v| seen.push((i, v.to_vec())));
+    assert_eq!(seen, [(0, vec![0.6, 0.8]), (1, vec![0.0, 0.0])]);
 }
 
 #[test]
@@ -292,7 +301,7 @@ fn conflicting_omim_is_an_error_and_changes_nothing() {
         .add(&case("img1", "Kabuki syndrome", Some(147920)), &e)
         .is_err());
     assert_eq!(g.data, before);
-    assert_eq!(g.index[0].len(), 8);
+    assert_eq!(g.inv_norm[0].len(), g.len());
 
     // the same syndrome with the same id is shared, and the subject defaults to the image id
     c.genes = vec![("KMT2D".into(), Some(8085)), ("KMT2D".into(), Some(8085))];

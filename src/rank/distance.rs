@@ -1,6 +1,7 @@
 //! Key-paired cosine distances between a query and every gallery image.
 //!
-//! Consumes the query [`Embeddings`] and a [`Gallery`] (its normalised search index);
+//! Consumes the query [`Embeddings`] and a [`Gallery`] (its stored vectors, normalised as
+//! they are read);
 //! produces one distance per gallery image: the plain mean over the gallery's keys of
 //! `1 - cos(query[key], image[key])`, always pairing vectors by key, never by position.
 
@@ -42,10 +43,11 @@ pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
     let q = query_vectors(query, gallery)?;
     let mut sum = vec![0.0f32; n];
     for (slot, q) in q.iter().enumerate() {
-        let index = gallery.normalised(slot).unwrap_or_default();
-        for (s, g) in sum.iter_mut().zip(index.chunks_exact(q.len().max(1))) {
-            *s += 1.0 - dot(q, g);
-        }
+        gallery.scan_key(slot, |i, g| {
+            if let Some(s) = sum.get_mut(i) {
+                *s += 1.0 - dot(q, g);
+            }
+        });
     }
     let k = gallery.keys().len().max(1) as f32;
     Ok(sum.into_iter().map(|s| s / k).collect())
@@ -85,8 +87,8 @@ pub fn query_vectors(query: &Embeddings, gallery: &Gallery) -> Result<Vec<Vec<f3
             )));
         }
         gallery
-            .normalised(slot)
-            .filter(|ix| ix.len() == n * raw.len())
+            .inv_norms(slot)
+            .filter(|f| f.len() == n)
             .ok_or_else(|| mismatch(format!("the search index for key {} is missing", spec.key)))?;
         let mut q = Vec::new();
         normalise_into(raw, &mut q);

@@ -30,7 +30,8 @@ pub fn default_max_exact(_images: usize) -> Option<usize> {
     None
 }
 
-/// A gallery seen as a [`VectorStore`]: its normalised f32 search vectors and its tables.
+/// A gallery seen as a [`VectorStore`]: its stored vectors normalised as they are read
+/// (into the caller's buffer) and its tables.
 pub struct GalleryStore<'g>(pub &'g Gallery);
 
 impl VectorStore for GalleryStore<'_> {
@@ -42,12 +43,8 @@ impl VectorStore for GalleryStore<'_> {
         self.0.keys().iter().map(|k| k.width as usize).collect()
     }
 
-    fn vector<'a>(&'a self, image: usize, slot: usize, _buf: &'a mut Vec<f32>) -> &'a [f32] {
-        let w = self.0.keys().get(slot).map_or(0, |k| k.width as usize);
-        self.0
-            .normalised(slot)
-            .and_then(|v| v.get(image * w..(image + 1) * w))
-            .unwrap_or_default()
+    fn vector<'a>(&'a self, image: usize, slot: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        self.0.search_vector(image, slot, buf).unwrap_or_default()
     }
 
     fn syndrome(&self, image: usize) -> u32 {
