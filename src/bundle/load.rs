@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use super::manifest::CompiledSpec;
 use super::{read_verified, Net};
 use crate::engine::cache::{CacheReport, CacheStatus, ModelCache};
-use crate::engine::native::{compiled::Source, Chooser, NativeNet};
+use crate::engine::native::compiled::{self, Source};
+use crate::engine::native::{Chooser, NativeError, NativeNet};
 use crate::{Error, Result};
 
 /// One model to load.
@@ -89,13 +90,19 @@ fn load_compiled(
             other => other,
         })?;
     let source = source_of(job)?;
-    let planned = {
-        let mut ch = chooser
-            .lock()
-            .map_err(|_| Error::Internal("kernel chooser poisoned".into()))?;
-        NativeNet::from_compiled(&bytes, &source, threads, &mut *ch)
-    };
+    // decoded outside the chooser's lock, and the file's bytes freed before planning: the
+    // bytes, the decoded weights and the packed ones never all coexist
+    let model = compiled::read(&bytes, &source);
     drop(bytes);
+    let planned = match model {
+        Ok(model) => {
+            let mut ch = chooser
+                .lock()
+                .map_err(|_| Error::Internal("kernel chooser poisoned".into()))?;
+            NativeNet::from_model(model, threads, &mut *ch)
+        }
+        Err(e) => Err(NativeError::from(e)),
+    };
     let net = planned
         .map_err(|e| e.to_string())
         .and_then(|n| Net::from_native(&path, n, &job.outputs, 1))

@@ -113,6 +113,24 @@ impl Gallery {
     /// table consistency (indices in range, unique keys and names, blob length, finite values).
     pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Gallery> {
         let path = path.as_ref();
+        let (data, blob) = Gallery::decode_tables(bytes, path)?;
+        finish(data, bytes[blob].to_vec(), path)
+    }
+
+    /// [`Gallery::from_bytes`] of a file's bytes it owns: the stored vectors stay where they
+    /// are in `bytes` (the tables before them are dropped), so the vectors are never held
+    /// twice while a gallery is read.
+    pub fn from_vec(mut bytes: Vec<u8>, path: impl AsRef<Path>) -> Result<Gallery> {
+        let path = path.as_ref();
+        let (data, blob) = Gallery::decode_tables(&bytes, path)?;
+        bytes.truncate(blob.end);
+        bytes.drain(..blob.start);
+        finish(data, bytes, path)
+    }
+
+    /// The checks of [`Gallery::from_bytes`] up to the decoded tables (without the stored
+    /// vectors, which the decoder skips) and where the vectors lie in `bytes`.
+    fn decode_tables(bytes: &[u8], path: &Path) -> Result<(Data, std::ops::Range<usize>)> {
         let fail = |reason: String| Error::gallery(path, reason);
         if bytes.len() < MIN_LEN {
             return Err(fail(
@@ -155,7 +173,16 @@ impl Gallery {
         }
         let body_bytes = rest.get(..rest.len().saturating_sub(4)).unwrap_or_default();
         // bounded: counts and lengths are checked before the decoder allocates anything
-        super::skim::skim(body_bytes, bytes.len() as u64).map_err(fail)?;
+        let skim = super::skim::skim(body_bytes, bytes.len() as u64).map_err(fail)?;
+        // the vectors are the body's last bytes (the skim checked that nothing follows them)
+        let body_end = bytes.len() - 4;
+        let blob = usize::try_from(skim.embedding_bytes)
+            .ok()
+            .and_then(|n| body_end.checked_sub(n))
+            .map(|start| start..body_end)
+            .ok_or_else(|| {
+                fail("cannot decode the gallery body: the embeddings overrun it".into())
+            })?;
         let (body, trailing) = postcard::take_from_bytes::<Body>(body_bytes)
             .map_err(|e| fail(format!("cannot decode the gallery body: {e}")))?;
         if !trailing.is_empty() {
@@ -173,15 +200,22 @@ impl Gallery {
                 )))
             }
         };
-        let inv_norm = build_index(&data).map_err(|e| fail(format!("inconsistent tables: {e}")))?;
-        let lookup = Lookup::of(&data);
-        Ok(Gallery {
-            data,
-            source: PathBuf::from(path),
-            inv_norm,
-            lookup,
-        })
+        Ok((data, blob))
     }
+}
+
+/// The gallery of decoded tables `data` and its stored vectors `blob`, checked.
+fn finish(mut data: Data, blob: Vec<u8>, path: &Path) -> Result<Gallery> {
+    data.embeddings = blob;
+    let inv_norm = build_index(&data)
+        .map_err(|e| Error::gallery(path, format!("inconsistent tables: {e}")))?;
+    let lookup = Lookup::of(&data);
+    Ok(Gallery {
+        data,
+        source: PathBuf::from(path),
+        inv_norm,
+        lookup,
+    })
 }
 
 /// Validates decoded tables (every stored value finite) and computes each stored vector's
@@ -281,8 +315,11 @@ pub(crate) mod raw_bytes {
         s.serialize_bytes(v)
     }
 
+    /// Skips the stored vectors without copying them (an empty vector): the reader takes
+    /// them from the file's bytes, where they are the body's last field
+    /// ([`crate::gallery::Gallery::from_vec`]).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
+        d.deserialize_bytes(BytesVisitor)
     }
 
     struct BytesVisitor;
@@ -294,12 +331,8 @@ pub(crate) mod raw_bytes {
             f.write_str("a byte string")
         }
 
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
+        fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(Vec::new())
         }
     }
 }

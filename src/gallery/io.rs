@@ -70,7 +70,7 @@ impl Gallery {
             )?),
             None => None,
         };
-        let gallery = Gallery::from_bytes(&bytes, path)?;
+        let gallery = Gallery::from_vec(bytes, path)?;
         if let Some(signed) = signed {
             crate::sign::check_revision(path, signed, gallery.revision())?;
         }

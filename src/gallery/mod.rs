@@ -4,7 +4,7 @@
 //! or a gallery file; produces a [`Gallery`]: tables of syndromes, genes, subjects and
 //! images, one stored vector per (image, key), and per stored vector the factor that
 //! L2-normalises it: [`crate::rank`] reads the stored vectors scaled by it
-//! ([`Gallery::scan_key`], [`Gallery::search_vector`]), so no second copy of the vectors is
+//! ([`Gallery::scan`], [`Gallery::search_vector`]), so no second copy of the vectors is
 //! kept in memory. [`format`] holds the file layout
 //! (postcard, magic, version, CRC-32), [`io`] reading and atomic writing, [`quant`] the f16
 //! and i8 vector storage, [`curate`] removal and relabelling (consent withdrawn, diagnosis
@@ -469,23 +469,27 @@ impl Gallery {
         quant::decode_scaled(self.data.storage, width, bytes, f, &mut bits, buf).then_some(&buf[..])
     }
 
-    /// Calls `f(image, vector)` with every image's search vector (see
-    /// [`Gallery::search_vector`]) for the key at `slot`, in image order; nothing when `slot`
-    /// is out of range. One pass over the stored vectors, no allocation per image.
-    pub fn scan_key(&self, slot: usize, mut f: impl FnMut(usize, &[f32])) {
-        let (Some((at, n, width)), Some(per_image), Some(inv)) = (
-            self.key_bytes(slot),
-            self.image_bytes(),
-            self.inv_norm.get(slot),
-        ) else {
+    /// Calls `f(image, slot, vector)` with every search vector (see
+    /// [`Gallery::search_vector`]), image by image and within an image key by key: one
+    /// sequential pass over the stored vectors (a pass per key would stride through them and
+    /// stall on memory), no allocation per vector.
+    pub fn scan(&self, mut f: impl FnMut(usize, usize, &[f32])) {
+        let Some(per_image) = self.image_bytes().filter(|&n| n > 0) else {
             return;
         };
+        let keys: Vec<(usize, usize, u32)> = (0..self.data.keys.len())
+            .map_while(|slot| self.key_bytes(slot))
+            .collect();
         let (mut bits, mut buf) = (Vec::new(), Vec::new());
-        let images = self.data.embeddings.get(at..).unwrap_or_default();
-        for (i, (image, &k)) in images.chunks(per_image.max(1)).zip(inv).enumerate() {
-            if let Some(bytes) = image.get(..n) {
-                if quant::decode_scaled(self.data.storage, width, bytes, k, &mut bits, &mut buf) {
-                    f(i, &buf);
+        for (i, image) in self.data.embeddings.chunks_exact(per_image).enumerate() {
+            for (slot, &(at, n, width)) in keys.iter().enumerate() {
+                let k = self.inv_norm.get(slot).and_then(|f| f.get(i)).copied();
+                let Some(bytes) = image.get(at..at + n) else {
+                    continue;
+                };
+                let (storage, k) = (self.data.storage, k.unwrap_or(0.0));
+                if quant::decode_scaled(storage, width, bytes, k, &mut bits, &mut buf) {
+                    f(i, slot, &buf);
                 }
             }
         }

@@ -128,6 +128,10 @@ fn roundtrip_keeps_tables_and_vectors() {
             back.inv_norm, g.inv_norm,
             "factors come from the stored values"
         );
+        // the owned reader keeps the vectors in the file's buffer: the same gallery
+        let owned = Gallery::from_vec(bytes.clone(), "mem.gal").unwrap();
+        assert_eq!(owned.data, back.data);
+        assert_eq!(owned.inv_norm, back.inv_norm);
         assert_eq!(back.source(), Path::new("mem.gal"));
         assert_eq!((back.revision(), back.len()), (3, 20));
         assert_eq!(back.syndromes().len(), 3);
@@ -169,8 +173,8 @@ fn search_vectors_are_unit_length_and_read_from_the_stored_ones() {
     assert!(g.search_vector(2, 0, &mut buf).is_none());
     assert!(g.search_vector(0, 1, &mut buf).is_none());
     let mut seen = Vec::new();
-    g.scan_key(0, |i, v| seen.push((i, v.to_vec())));
-    assert_eq!(seen, [(0, vec![0.6, 0.8]), (1, vec![0.0, 0.0])]);
+    g.scan(|i, slot, v| seen.push((i, slot, v.to_vec())));
+    assert_eq!(seen, [(0, 0, vec![0.6, 0.8]), (1, 0, vec![0.0, 0.0])]);
 }
 
 #[test]

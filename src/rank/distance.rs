@@ -42,13 +42,12 @@ pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
     let n = gallery.len();
     let q = query_vectors(query, gallery)?;
     let mut sum = vec![0.0f32; n];
-    for (slot, q) in q.iter().enumerate() {
-        gallery.scan_key(slot, |i, g| {
-            if let Some(s) = sum.get_mut(i) {
-                *s += 1.0 - dot(q, g);
-            }
-        });
-    }
+    // image by image, each image's keys in key order: the same sums as key by key
+    gallery.scan(|i, slot, g| {
+        if let (Some(s), Some(q)) = (sum.get_mut(i), q.get(slot)) {
+            *s += 1.0 - dot(q, g);
+        }
+    });
     let k = gallery.keys().len().max(1) as f32;
     Ok(sum.into_iter().map(|s| s / k).collect())
 }
