@@ -54,9 +54,9 @@ file "$arm_bin" 2>/dev/null | grep -q aarch64 || [ ! -x /usr/bin/file ] || {
 }
 
 # The gallery is built by the host binary: the file format must be the same on both sides.
-# CROSS_HOST_BIN names one already built (CI: the binary `cargo test` built for the
-# integration tests, which a plain `cargo build` would rebuild for minutes because the test
-# build's dependency features differ); otherwise it is built here.
+# CROSS_HOST_BIN names one already built (CI: the binary `cargo test --all-features` built
+# for the integration tests; a plain `cargo build` after it rebuilt the crate for 3.5 minutes
+# in a CI run); otherwise it is built here.
 host_bin=${CROSS_HOST_BIN:-}
 if [ -z "$host_bin" ]; then
     cargo build --locked --bin gestalt-edge
