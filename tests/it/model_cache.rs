@@ -346,6 +346,36 @@ fn cli_compile_then_predict_from_cache() {
             &["sface.native", "sha256 mismatch", "model compile --bundle"],
         );
     }
+    // a compiled file of another format version, pinned with its own (matching) sha256:
+    // refused by its version, never read as if it were this build's format
+    let mut other = good.clone();
+    other[8..12].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&native, &other).expect("other version");
+    let manifest = std::fs::read_to_string(&bundle).expect("manifest");
+    let (old, new) = (
+        gestalt_edge::bundle::sha256_hex(&good),
+        gestalt_edge::bundle::sha256_hex(&other),
+    );
+    assert!(manifest.contains(&old));
+    std::fs::write(&bundle, manifest.replace(&old, &new)).expect("re-pin");
+    let o = run([
+        "predict",
+        "--bundle",
+        &bundle.display().to_string(),
+        "--gallery",
+        &demo_gallery().display().to_string(),
+        "--no-cache",
+        &demo_photo("person_a_2.jpg").display().to_string(),
+    ]);
+    expect_failure(
+        &o,
+        5,
+        &[
+            "sface.native",
+            "format version 99",
+            "model compile --bundle",
+        ],
+    );
 }
 
 #[test]
