@@ -323,14 +323,7 @@ fn cli_compile_then_predict_from_cache() {
     assert_eq!(dist(&signed), n);
 
     // a damaged or replaced compiled file is never used: exit 5 naming it and the fix
-    let good = std::fs::read(&native).expect("compiled");
-    for bad in [good[..good.len() / 2].to_vec(), {
-        let mut b = good.clone();
-        let mid = b.len() / 2;
-        b[mid] ^= 1;
-        b
-    }] {
-        std::fs::write(&native, &bad).expect("damage");
+    let refused = |want: &[&str]| {
         let o = run([
             "predict",
             "--bundle",
@@ -340,11 +333,17 @@ fn cli_compile_then_predict_from_cache() {
             "--no-cache",
             &demo_photo("person_a_2.jpg").display().to_string(),
         ]);
-        expect_failure(
-            &o,
-            5,
-            &["sface.native", "sha256 mismatch", "model compile --bundle"],
-        );
+        expect_failure(&o, 5, want);
+    };
+    let good = std::fs::read(&native).expect("compiled");
+    for bad in [good[..good.len() / 2].to_vec(), {
+        let mut b = good.clone();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        b
+    }] {
+        std::fs::write(&native, &bad).expect("damage");
+        refused(&["sface.native", "sha256 mismatch", "model compile --bundle"]);
     }
     // a compiled file of another format version, pinned with its own (matching) sha256:
     // refused by its version, never read as if it were this build's format
@@ -358,24 +357,11 @@ fn cli_compile_then_predict_from_cache() {
     );
     assert!(manifest.contains(&old));
     std::fs::write(&bundle, manifest.replace(&old, &new)).expect("re-pin");
-    let o = run([
-        "predict",
-        "--bundle",
-        &bundle.display().to_string(),
-        "--gallery",
-        &demo_gallery().display().to_string(),
-        "--no-cache",
-        &demo_photo("person_a_2.jpg").display().to_string(),
+    refused(&[
+        "sface.native",
+        "format version 99",
+        "model compile --bundle",
     ]);
-    expect_failure(
-        &o,
-        5,
-        &[
-            "sface.native",
-            "format version 99",
-            "model compile --bundle",
-        ],
-    );
 }
 
 #[test]

@@ -326,34 +326,25 @@ fn step_body(
                     }
                 }
             }
-            Step::Resize {
-                input,
-                output,
-                rows,
-                cols,
-            } => {
-                let (i, o) = (plan.values[*input], plan.values[*output]);
+            Step::Resize(r) => {
+                let (i, o) = (plan.values[r.input], plan.values[r.output]);
                 let (src, dst) = (
-                    mem.arena.add(plan.offsets[*input]),
-                    mem.arena.add(plan.offsets[*output]),
+                    mem.arena.add(plan.offsets[r.input]),
+                    mem.arena.add(plan.offsets[r.output]),
                 );
                 for p in share(o.pixels(), t, threads) {
-                    let from = rows[p / o.w] * i.w + cols[p % o.w];
+                    let from = r.rows[p / o.w] * i.w + r.cols[p % o.w];
                     std::ptr::copy_nonoverlapping(src.add(from * i.c), dst.add(p * o.c), o.c);
                 }
             }
-            Step::Concat {
-                inputs,
-                output,
-                axis,
-            } => {
-                let o = plan.values[*output];
-                let dst = mem.arena.add(plan.offsets[*output]);
-                match axis {
+            Step::Concat(cat) => {
+                let o = plan.values[cat.output];
+                let dst = mem.arena.add(plan.offsets[cat.output]);
+                match cat.axis {
                     Axis::Channels => {
                         for p in share(o.pixels(), t, threads) {
                             let mut c0 = 0;
-                            for v in inputs {
+                            for v in &cat.inputs {
                                 let c = plan.values[*v].c;
                                 let src = mem.arena.add(plan.offsets[*v] + p * c);
                                 std::ptr::copy_nonoverlapping(src, dst.add(p * o.c + c0), c);
@@ -363,7 +354,7 @@ fn step_body(
                     }
                     Axis::Pixels => {
                         let mut at = 0;
-                        for v in inputs {
+                        for v in &cat.inputs {
                             let len = plan.values[*v].len();
                             let part = share(len, t, threads);
                             let src = mem.arena.add(plan.offsets[*v] + part.start);

@@ -218,27 +218,46 @@ pub enum Op {
         /// Padding top, left, bottom, right.
         pads: [usize; 4],
     },
-    /// Nearest-neighbour resizing: output cell `(y, x)` copies input cell
-    /// `(rows[y], cols[x])`.
-    Resize {
-        /// Input.
-        input: ValueId,
-        /// Output.
-        output: ValueId,
-        /// Source row of every output row.
-        rows: Vec<usize>,
-        /// Source column of every output column.
-        cols: Vec<usize>,
-    },
+    /// Nearest-neighbour resizing.
+    Resize(Resize),
     /// Concatenation of feature maps or sequences.
-    Concat {
-        /// Inputs, in order.
-        inputs: Vec<ValueId>,
-        /// Output.
-        output: ValueId,
-        /// How they are joined.
-        axis: Axis,
-    },
+    Concat(Concat),
+}
+
+impl Op {
+    /// The value the operation writes.
+    pub fn output(&self) -> ValueId {
+        match self {
+            Op::Conv(c) => c.output,
+            Op::Map { output, .. } | Op::MaxPool { output, .. } => *output,
+            Op::Resize(r) => r.output,
+            Op::Concat(c) => c.output,
+        }
+    }
+}
+
+/// Nearest-neighbour resizing: output cell `(y, x)` copies input cell `(rows[y], cols[x])`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resize {
+    /// Input.
+    pub input: ValueId,
+    /// Output.
+    pub output: ValueId,
+    /// Source row of every output row.
+    pub rows: Vec<usize>,
+    /// Source column of every output column.
+    pub cols: Vec<usize>,
+}
+
+/// Concatenation of feature maps (along the channels) or of `[1, n, k]` sequences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concat {
+    /// Inputs, in order.
+    pub inputs: Vec<ValueId>,
+    /// Output.
+    pub output: ValueId,
+    /// How they are joined.
+    pub axis: Axis,
 }
 
 /// A graph output: its name and the value, with the layout the caller expects (a

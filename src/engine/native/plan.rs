@@ -8,7 +8,7 @@
 use tract_data::prelude::*;
 use tract_linalg::mmm::MMMInputValue;
 
-use super::ir::{Axis, Conv, InputQuant, Model, Op, Post, Shape, ValueId, Weights};
+use super::ir::{Concat, Conv, InputQuant, Model, Op, Post, Resize, Shape, ValueId, Weights};
 use super::kernels::{Kernel, Precision};
 use super::NativeError;
 
@@ -158,26 +158,10 @@ pub enum Step {
         /// Geometry.
         geom: Geom,
     },
-    /// Nearest-neighbour resizing (see [`Op::Resize`]).
-    Resize {
-        /// Input.
-        input: ValueId,
-        /// Output.
-        output: ValueId,
-        /// Source row of every output row.
-        rows: Vec<usize>,
-        /// Source column of every output column.
-        cols: Vec<usize>,
-    },
-    /// Concatenation (see [`Op::Concat`]).
-    Concat {
-        /// Inputs.
-        inputs: Vec<ValueId>,
-        /// Output.
-        output: ValueId,
-        /// How they are joined.
-        axis: Axis,
-    },
+    /// Nearest-neighbour resizing.
+    Resize(Resize),
+    /// Concatenation.
+    Concat(Concat),
 }
 
 impl Plan {
@@ -207,13 +191,13 @@ impl Plan {
                 let o = geom.output;
                 (format!("max pool to {}x{}x{}", o.h, o.w, o.c), 0)
             }
-            Step::Resize { output, .. } => {
-                let o = self.values[*output];
+            Step::Resize(r) => {
+                let o = self.values[r.output];
                 (format!("resize to {}x{}x{}", o.h, o.w, o.c), 0)
             }
-            Step::Concat { inputs, output, .. } => {
-                let o = self.values[*output];
-                let n = inputs.len();
+            Step::Concat(c) => {
+                let o = self.values[c.output];
+                let n = c.inputs.len();
                 (format!("concat {n} to {}x{}x{}", o.h, o.w, o.c), 0)
             }
         }
@@ -280,8 +264,9 @@ fn readers(op: &Op) -> Vec<ValueId> {
     let (input, post): (ValueId, &[Post]) = match op {
         Op::Conv(c) => (c.input, &c.post),
         Op::Map { input, post, .. } => (*input, post),
-        Op::MaxPool { input, .. } | Op::Resize { input, .. } => (*input, &[]),
-        Op::Concat { inputs, .. } => return inputs.clone(),
+        Op::MaxPool { input, .. } => (*input, &[]),
+        Op::Resize(r) => (r.input, &[]),
+        Op::Concat(c) => return c.inputs.clone(),
     };
     let mut v = vec![input];
     v.extend(
@@ -291,16 +276,6 @@ fn readers(op: &Op) -> Vec<ValueId> {
     v
 }
 
-fn written(op: &Op) -> ValueId {
-    match op {
-        Op::Conv(c) => c.output,
-        Op::Map { output, .. }
-        | Op::MaxPool { output, .. }
-        | Op::Resize { output, .. }
-        | Op::Concat { output, .. } => *output,
-    }
-}
-
 /// Places every value in the arena: first fit among the values alive at the same time.
 fn place(model: &Model) -> (Vec<usize>, usize) {
     let n = model.values.len();
@@ -308,7 +283,7 @@ fn place(model: &Model) -> (Vec<usize>, usize) {
     let mut first = vec![0usize; n];
     let mut last = vec![0usize; n];
     for (i, op) in model.ops.iter().enumerate() {
-        let w = written(op);
+        let w = op.output();
         first[w] = i + 1;
         last[w] = last[w].max(i + 1);
         for r in readers(op) {
@@ -442,26 +417,8 @@ pub fn build(
                     pad: [pads[0], pads[1]],
                 },
             },
-            Op::Resize {
-                input,
-                output,
-                rows,
-                cols,
-            } => Step::Resize {
-                input: *input,
-                output: *output,
-                rows: rows.clone(),
-                cols: cols.clone(),
-            },
-            Op::Concat {
-                inputs,
-                output,
-                axis,
-            } => Step::Concat {
-                inputs: inputs.clone(),
-                output: *output,
-                axis: *axis,
-            },
+            Op::Resize(r) => Step::Resize(r.clone()),
+            Op::Concat(c) => Step::Concat(c.clone()),
             Op::Conv(c) => conv_step(&model, c, &mut plan, chooser)?,
         };
         if let Op::Conv(c) = &mut model.ops[i] {

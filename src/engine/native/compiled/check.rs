@@ -3,7 +3,7 @@
 //!
 //! Consumes a [`Model`] read from a file; produces `Ok` or the reason it is refused.
 
-use super::super::ir::{Act, Axis, Model, Op, Post, Weights};
+use super::super::ir::{Act, Axis, Concat, Model, Op, Post, Resize, Weights};
 use super::{damaged, CompiledError};
 
 /// Every index and length consistent, so planning and running cannot index out of bounds.
@@ -113,12 +113,12 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                     return bad("a pooling does not fit its maps");
                 }
             }
-            Op::Resize {
+            Op::Resize(Resize {
                 input,
                 output,
                 rows,
                 cols,
-            } => {
+            }) => {
                 let ok = *input < nv && *output < nv && input != output && {
                     let (i, o) = (m.values[*input], m.values[*output]);
                     i.c == o.c
@@ -131,11 +131,11 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                     return bad("a resize does not fit its maps");
                 }
             }
-            Op::Concat {
+            Op::Concat(Concat {
                 inputs,
                 output,
                 axis,
-            } => {
+            }) => {
                 let ok = *output < nv
                     && !inputs.is_empty()
                     && inputs.iter().all(|v| *v < nv && v != output)

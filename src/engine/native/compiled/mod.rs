@@ -8,7 +8,9 @@
 //! length is checked against the bytes left before anything is allocated, so a damaged
 //! file is a typed error, never a panic or an unbounded allocation.
 
-use super::ir::{Act, Axis, Conv, InputQuant, Model, Op, Output, Post, Shape, Weights};
+use super::ir::{
+    Act, Axis, Concat, Conv, InputQuant, Model, Op, Output, Post, Resize, Shape, Weights,
+};
 use check::check;
 
 mod check;
@@ -235,30 +237,21 @@ pub fn write(model: &Model, source: &Source) -> Vec<u8> {
                     .chain(pads)
                     .for_each(|x| b.u32(*x));
             }
-            Op::Resize {
-                input,
-                output,
-                rows,
-                cols,
-            } => {
+            Op::Resize(r) => {
                 b.0.push(3);
-                b.u32(*input);
-                b.u32(*output);
-                for axis in [rows, cols] {
+                b.u32(r.input);
+                b.u32(r.output);
+                for axis in [&r.rows, &r.cols] {
                     b.u32(axis.len());
                     axis.iter().for_each(|x| b.u32(*x));
                 }
             }
-            Op::Concat {
-                inputs,
-                output,
-                axis,
-            } => {
+            Op::Concat(c) => {
                 b.0.push(4);
-                b.0.push(matches!(axis, Axis::Pixels) as u8);
-                b.u32(inputs.len());
-                inputs.iter().for_each(|x| b.u32(*x));
-                b.u32(*output);
+                b.0.push(matches!(c.axis, Axis::Pixels) as u8);
+                b.u32(c.inputs.len());
+                c.inputs.iter().for_each(|x| b.u32(*x));
+                b.u32(c.output);
             }
         }
     }
@@ -508,12 +501,12 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                 };
                 let rows = axis()?;
                 let cols = axis()?;
-                Op::Resize {
+                Op::Resize(Resize {
                     input,
                     output,
                     rows,
                     cols,
-                }
+                })
             }
             4 => {
                 let axis = match r.u8()? {
@@ -523,11 +516,11 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                 };
                 let n = r.count(4)?;
                 let inputs = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-                Op::Concat {
+                Op::Concat(Concat {
                     inputs,
                     output: r.u32()?,
                     axis,
-                }
+                })
             }
             _ => return Err(damaged("unknown operation")),
         });
@@ -629,8 +622,8 @@ mod tests {
             height: 64,
         };
         let count = |f: fn(&Op) -> bool| m.ops.iter().filter(|o| f(o)).count();
-        assert_eq!(count(|o| matches!(o, Op::Resize { .. })), 2);
-        assert_eq!(count(|o| matches!(o, Op::Concat { .. })), 6);
+        assert_eq!(count(|o| matches!(o, Op::Resize(_))), 2);
+        assert_eq!(count(|o| matches!(o, Op::Concat(_))), 6);
         let softmax = |o: &Op| matches!(o, Op::Map { post, .. } if post.contains(&Post::Softmax));
         assert_eq!(count(softmax), 1);
         assert_eq!(read(&write(&m, &src), &src).unwrap(), m);
@@ -645,15 +638,15 @@ mod tests {
             )
         };
         assert!(refused(&|m| {
-            if let Some(Op::Resize { rows, .. }) =
-                m.ops.iter_mut().find(|o| matches!(o, Op::Resize { .. }))
+            if let Some(Op::Resize(Resize { rows, .. })) =
+                m.ops.iter_mut().find(|o| matches!(o, Op::Resize(_)))
             {
                 rows[0] = 1 << 20;
             }
         }));
         assert!(refused(&|m| {
-            if let Some(Op::Concat { inputs, .. }) =
-                m.ops.iter_mut().find(|o| matches!(o, Op::Concat { .. }))
+            if let Some(Op::Concat(Concat { inputs, .. })) =
+                m.ops.iter_mut().find(|o| matches!(o, Op::Concat(_)))
             {
                 inputs.pop();
             }

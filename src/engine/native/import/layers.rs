@@ -55,23 +55,15 @@ impl Importer {
             h: oh,
             w: ow,
         });
-        self.model.ops.push(Op::MaxPool {
+        let pool = Op::MaxPool {
             input: v,
             output: out,
             kernel,
             stride,
             pads,
-        });
-        self.owner.insert(out, self.model.ops.len() - 1);
-        self.out(n, Sym::Val { v: out, flat: None });
+        };
+        self.push_op(n, pool, None);
         Ok(())
-    }
-
-    pub(super) fn push_conv(&mut self, n: &pb::NodeProto, conv: Conv) {
-        let out = conv.output;
-        self.model.ops.push(Op::Conv(conv));
-        self.owner.insert(out, self.model.ops.len() - 1);
-        self.out(n, Sym::Val { v: out, flat: None });
     }
 
     pub(super) fn geometry(
@@ -181,7 +173,7 @@ impl Importer {
                 conv.input = v;
             }
         }
-        self.push_conv(n, conv);
+        self.push_op(n, Op::Conv(conv), None);
         Ok(())
     }
 
@@ -232,7 +224,7 @@ impl Importer {
             w: 1,
         });
         let conv = fc(n, v, out, cols, rows, Weights::F32(wc), bias);
-        self.push_conv(n, conv);
+        self.push_op(n, Op::Conv(conv), None);
         Ok(())
     }
 
@@ -328,7 +320,7 @@ impl Importer {
                 hi,
             }],
         };
-        self.push_conv(n, conv);
+        self.push_op(n, Op::Conv(conv), None);
         let yq = InputQuant {
             scale: ys[0],
             zero: yz.i64s()[0] as i32,
@@ -411,7 +403,7 @@ impl Importer {
             },
             vec![0.0; rows],
         );
-        self.push_conv(n, conv);
+        self.push_op(n, Op::Conv(conv), None);
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 
 use tract_onnx::pb;
 
-use super::super::ir::{Axis, Op, Post, Shape};
+use super::super::ir::{Axis, Concat, Op, Post, Resize, Shape};
 use super::super::onnx::{attr_i, attr_ints, attr_s};
 use super::super::NativeError;
 use super::{invalid, unsupported, Importer, Sym};
@@ -90,13 +90,12 @@ impl Importer {
             w: len / k,
         });
         self.seq.insert(out);
-        self.model.ops.push(Op::Map {
+        let copy = Op::Map {
             input: v,
             output: out,
             post: Vec::new(),
-        });
-        self.owner.insert(out, self.model.ops.len() - 1);
-        self.out(n, Sym::Val { v: out, flat: None });
+        };
+        self.push_op(n, copy, None);
         Ok(())
     }
 
@@ -163,14 +162,13 @@ impl Importer {
             h: oh,
             w: ow,
         });
-        self.model.ops.push(Op::Resize {
+        let resize = Resize {
             input: v,
             output: out,
             rows,
             cols,
-        });
-        self.owner.insert(out, self.model.ops.len() - 1);
-        self.out(n, Sym::Val { v: out, flat: None });
+        };
+        self.push_op(n, Op::Resize(resize), None);
         Ok(())
     }
 
@@ -221,13 +219,12 @@ impl Importer {
         if how == Axis::Pixels {
             self.seq.insert(out);
         }
-        self.model.ops.push(Op::Concat {
+        let concat = Concat {
             inputs: vals,
             output: out,
             axis: how,
-        });
-        self.owner.insert(out, self.model.ops.len() - 1);
-        self.out(n, Sym::Val { v: out, flat: None });
+        };
+        self.push_op(n, Op::Concat(concat), None);
         Ok(())
     }
 

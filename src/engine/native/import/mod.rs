@@ -355,14 +355,22 @@ impl Importer {
         if self.seq.contains(&v) {
             self.seq.insert(out);
         }
-        self.model.ops.push(Op::Map {
+        let map = Op::Map {
             input: v,
             output: out,
             post: vec![post],
-        });
+        };
+        self.push_op(n, map, flat);
+        Ok(())
+    }
+
+    /// Appends `op`, records it as the writer of its output (so later steps may fuse into
+    /// it) and names that value after `n`'s output.
+    fn push_op(&mut self, n: &pb::NodeProto, op: Op, flat: Option<Shape>) {
+        let out = op.output();
+        self.model.ops.push(op);
         self.owner.insert(out, self.model.ops.len() - 1);
         self.out(n, Sym::Val { v: out, flat });
-        Ok(())
     }
 
     /// Per-channel vector of a constant broadcast against a map of `c` channels.
