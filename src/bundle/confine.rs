@@ -54,12 +54,7 @@ pub fn resolve(manifest: &Path, entry: &str, file: &str) -> Result<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let fail = |why: String| {
-        Error::bundle(
-            manifest,
-            format!("{entry}: file = \"{}\": {why}", file.escape_default()),
-        )
-    };
+    let fail = |why: String| file_error(manifest, entry, file, why);
     check_name(file).map_err(fail)?;
     let root = dir
         .canonicalize()
@@ -80,43 +75,70 @@ pub fn resolve(manifest: &Path, entry: &str, file: &str) -> Result<PathBuf> {
     Ok(joined)
 }
 
-/// [`resolve`], then reads the file through one handle: the size is checked on that handle
-/// against `max_bytes` before reading, and the read stops one byte past the cap (a file that
-/// grows meanwhile is refused too).
+/// [`resolve`], then opens the file: the size is checked on the handle against `max_bytes`.
+/// Returns the path, the handle and the size; whoever reads it reads at most that size.
+pub fn open(
+    manifest: &Path,
+    entry: &str,
+    file: &str,
+    max_bytes: u64,
+) -> Result<(PathBuf, std::fs::File, u64)> {
+    let path = resolve(manifest, entry, file)?;
+    let f = std::fs::File::open(&path)
+        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(file_error(
+            manifest,
+            entry,
+            file,
+            "not a regular file".into(),
+        ));
+    }
+    if meta.len() > max_bytes {
+        return Err(file_error(
+            manifest,
+            entry,
+            file,
+            format!(
+                "the file is {} bytes, over the limit of {max_bytes} bytes for a model",
+                meta.len()
+            ),
+        ));
+    }
+    Ok((path, f, meta.len()))
+}
+
+/// An error about `file` of the manifest's `entry`.
+pub fn file_error(manifest: &Path, entry: &str, file: &str, why: String) -> Error {
+    Error::bundle(
+        manifest,
+        format!("{entry}: file = \"{}\": {why}", file.escape_default()),
+    )
+}
+
+/// [`open`], then reads the file through that handle; the read stops one byte past the cap
+/// (a file that grows meanwhile is refused too).
 pub fn read(
     manifest: &Path,
     entry: &str,
     file: &str,
     max_bytes: u64,
 ) -> Result<(PathBuf, Vec<u8>)> {
-    let path = resolve(manifest, entry, file)?;
-    let fail = |why: String| {
-        Error::bundle(
-            manifest,
-            format!("{entry}: file = \"{}\": {why}", file.escape_default()),
-        )
-    };
-    let f = std::fs::File::open(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    if meta.len() > max_bytes {
-        return Err(fail(format!(
-            "the file is {} bytes, over the limit of {max_bytes} bytes for a model",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let (path, f, size) = open(manifest, entry, file, max_bytes)?;
+    let mut bytes = Vec::with_capacity(size as usize);
     f.take(max_bytes + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
+        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(fail(format!(
-            "the file grew past the limit of {max_bytes} bytes while it was read"
-        )));
+        return Err(file_error(
+            manifest,
+            entry,
+            file,
+            format!("the file grew past the limit of {max_bytes} bytes while it was read"),
+        ));
     }
     Ok((path, bytes))
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::manifest::CompiledSpec;
-use super::{read_verified, Net};
+use super::{decode_verified, read_verified, Net};
 use crate::engine::cache::{CacheReport, CacheStatus, ModelCache};
 use crate::engine::native::compiled::{self, Source};
 use crate::engine::native::{Chooser, NativeError, NativeNet};
@@ -84,16 +84,16 @@ fn load_compiled(
         "remake it with `gestalt-edge model compile --bundle {}`",
         manifest.display()
     );
-    let (path, bytes) =
-        read_verified(manifest, &entry, &c.file, &c.sha256).map_err(|e| match e {
-            Error::Bundle { path, reason } => Error::bundle(path, format!("{reason}; {remake}")),
-            other => other,
-        })?;
     let source = source_of(job)?;
-    // decoded outside the chooser's lock, and the file's bytes freed before planning: the
-    // bytes, the decoded weights and the packed ones never all coexist
-    let model = compiled::read(&bytes, &source);
-    drop(bytes);
+    // decoded as it streams from disk (the file's bytes are never held beside the weights)
+    // and outside the chooser's lock
+    let (path, model) = decode_verified(manifest, &entry, &c.file, &c.sha256, |src, size| {
+        compiled::read_from(src, size, &source)
+    })
+    .map_err(|e| match e {
+        Error::Bundle { path, reason } => Error::bundle(path, format!("{reason}; {remake}")),
+        other => other,
+    })?;
     let planned = match model {
         Ok(model) => {
             let mut ch = chooser
@@ -206,11 +206,15 @@ pub(crate) fn load_all(
     let size = |i: usize| std::fs::metadata(dir.join(jobs[i].file)).map_or(0, |m| m.len());
     order.sort_by_key(|&i| (std::cmp::Reverse(size(i)), i));
     let workers = threads.max(1).min(jobs.len());
+    // what one model's loading freed goes back to the system before the next one loads, so
+    // the peak is the models themselves, not the models plus every loader's leftovers
+    let load = |i: usize| {
+        let loaded = load_one(manifest, &jobs[i], cache, chooser);
+        super::release_freed_memory();
+        loaded
+    };
     let results: Vec<(usize, Result<Loaded>)> = if workers <= 1 {
-        order
-            .iter()
-            .map(|&i| (i, load_one(manifest, &jobs[i], cache, chooser)))
-            .collect()
+        order.iter().map(|&i| (i, load(i))).collect()
     } else {
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -219,7 +223,7 @@ pub(crate) fn load_all(
                     s.spawn(|| {
                         let mut done = Vec::new();
                         while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            done.push((i, load_one(manifest, &jobs[i], cache, chooser)));
+                            done.push((i, load(i)));
                         }
                         done
                     })

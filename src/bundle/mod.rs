@@ -170,12 +170,64 @@ pub fn read_verified(
     let (path, bytes) = confine::read(manifest_path, entry, file, confine::MAX_MODEL_BYTES)?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
-        return Err(Error::bundle(
-            &path,
-            format!("{entry}: sha256 mismatch: the manifest says {sha256}, the file is {got} (tampered, truncated or replaced)"),
-        ));
+        return Err(mismatch(&path, entry, sha256, &got));
     }
     Ok((path, bytes))
+}
+
+/// [`read_verified`] without holding the file's bytes: `decode` reads the file as it
+/// streams from disk (it is given the file's size) while the same bytes are hashed, and its
+/// result is returned only when the whole file's sha256 is the manifest's. A mismatch wins
+/// over whatever `decode` made of the bytes.
+pub fn decode_verified<T>(
+    manifest_path: &Path,
+    entry: &str,
+    file: &str,
+    sha256: &str,
+    decode: impl FnOnce(&mut dyn std::io::Read, u64) -> T,
+) -> Result<(PathBuf, T)> {
+    use std::io::Read;
+    let (path, f, size) = confine::open(manifest_path, entry, file, confine::MAX_MODEL_BYTES)?;
+    let mut src = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 16, f.take(size)),
+        sha: Sha256::new(),
+    };
+    let out = decode(&mut src, size);
+    // whatever the decoder left unread is hashed too
+    std::io::copy(&mut src, &mut std::io::sink()).map_err(|e| {
+        confine::file_error(manifest_path, entry, file, format!("cannot read: {e}"))
+    })?;
+    let got: String = src
+        .sha
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != sha256 {
+        return Err(mismatch(&path, entry, sha256, &got));
+    }
+    Ok((path, out))
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn mismatch(path: &Path, entry: &str, sha256: &str, got: &str) -> Error {
+    Error::bundle(
+        path,
+        format!("{entry}: sha256 mismatch: the manifest says {sha256}, the file is {got} (tampered, truncated or replaced)"),
+    )
 }
 
 impl Bundle {
@@ -380,5 +432,35 @@ pub fn release_freed_memory() {
     // pointers and may be called at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_file_is_hashed_whole_and_its_hash_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("bundle.toml");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("m.bin"), &data).unwrap();
+        let sha = sha256_hex(&data);
+        // the decoder reads a little and stops: the rest is still hashed, and it gets the size
+        let (path, got) = decode_verified(&manifest, "m", "m.bin", &sha, |src, size| {
+            let mut head = [0u8; 10];
+            src.read_exact(&mut head).unwrap();
+            (head, size)
+        })
+        .unwrap();
+        assert_eq!(path, dir.path().join("m.bin"));
+        assert_eq!(got, (<[u8; 10]>::try_from(&data[..10]).unwrap(), data.len() as u64));
+        // another pin: refused whatever the decoder made of the bytes
+        let other = sha256_hex(b"other");
+        let err = decode_verified(&manifest, "m", "m.bin", &other, |_, _| ()).unwrap_err();
+        assert!(err.to_string().contains("sha256 mismatch"), "{err}");
+        // the same checks as a whole read: outside the folder is refused before any read
+        let err = decode_verified(&manifest, "m", "../m.bin", &sha, |_, _| ()).unwrap_err();
+        assert!(matches!(err, Error::Bundle { .. }), "{err}");
     }
 }

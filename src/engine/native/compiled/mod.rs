@@ -12,6 +12,7 @@ use super::ir::{
     Act, Axis, Concat, Conv, InputQuant, Model, Op, Output, Post, Resize, Shape, Weights,
 };
 use check::check;
+use std::io::Read;
 
 mod check;
 
@@ -276,57 +277,100 @@ pub fn write(model: &Model, source: &Source) -> Vec<u8> {
     out
 }
 
+/// The body as it streams in: what is left of it, and the CRC-32 of what was read.
 struct R<'a> {
-    b: &'a [u8],
-    pos: usize,
+    src: &'a mut dyn Read,
+    left: u64,
+    crc: crc32fast::Hasher,
 }
 
 fn damaged(what: &str) -> CompiledError {
     CompiledError::Damaged(what.to_string())
 }
 
-impl<'a> R<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CompiledError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| damaged("cut short"))?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
+fn read_error(e: std::io::Error) -> CompiledError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        damaged("cut short")
+    } else {
+        CompiledError::Damaged(format!("cannot read: {e}"))
+    }
+}
+
+/// `N` bytes straight from `src` (the header, outside the body's checksum).
+fn exact<const N: usize>(src: &mut dyn Read) -> Result<[u8; N], CompiledError> {
+    let mut b = [0; N];
+    src.read_exact(&mut b).map_err(read_error)?;
+    Ok(b)
+}
+
+impl R<'_> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), CompiledError> {
+        if buf.len() as u64 > self.left {
+            return Err(damaged("cut short"));
+        }
+        self.src.read_exact(buf).map_err(read_error)?;
+        self.left -= buf.len() as u64;
+        self.crc.update(buf);
+        Ok(())
+    }
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], CompiledError> {
+        let mut b = [0; N];
+        self.fill(&mut b)?;
+        Ok(b)
+    }
+    /// `n` bytes; callers take `n` from [`R::count`], so it is bounded by the body.
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, CompiledError> {
+        let mut v = vec![0; n];
+        self.fill(&mut v)?;
+        Ok(v)
+    }
+    /// Reads what is left of the body into the checksum (after a decoding error).
+    fn skip_rest(&mut self) -> Result<(), CompiledError> {
+        let mut buf = vec![0; 1 << 16];
+        while self.left > 0 {
+            let k = (self.left.min(buf.len() as u64)) as usize;
+            self.fill(&mut buf[..k])?;
+        }
+        Ok(())
     }
     fn u8(&mut self) -> Result<u8, CompiledError> {
-        Ok(self.take(1)?[0])
+        Ok(self.bytes::<1>()?[0])
     }
     fn u32(&mut self) -> Result<usize, CompiledError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| damaged("u32"))?) as usize)
+        Ok(u32::from_le_bytes(self.bytes()?) as usize)
     }
     fn i32(&mut self) -> Result<i32, CompiledError> {
-        Ok(i32::from_le_bytes(
-            self.take(4)?.try_into().map_err(|_| damaged("i32"))?,
-        ))
+        Ok(i32::from_le_bytes(self.bytes()?))
     }
     fn f32(&mut self) -> Result<f32, CompiledError> {
-        Ok(f32::from_le_bytes(
-            self.take(4)?.try_into().map_err(|_| damaged("f32"))?,
-        ))
+        Ok(f32::from_le_bytes(self.bytes()?))
     }
     /// A count of items of `size` bytes, refused when the bytes left cannot hold them.
     fn count(&mut self, size: usize) -> Result<usize, CompiledError> {
         let n = self.u32()?;
-        if n.saturating_mul(size.max(1)) > self.b.len() - self.pos {
+        if n.saturating_mul(size.max(1)) as u64 > self.left {
             return Err(damaged("a length beyond the end of the file"));
         }
         Ok(n)
     }
     fn f32s(&mut self) -> Result<Vec<f32>, CompiledError> {
         let n = self.count(4)?;
-        (0..n).map(|_| self.f32()).collect()
+        let mut out = Vec::with_capacity(n);
+        let mut buf = [0u8; 1 << 14];
+        while out.len() < n {
+            let k = ((n - out.len()) * 4).min(buf.len());
+            self.fill(&mut buf[..k])?;
+            out.extend(
+                buf[..k]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
+        Ok(out)
     }
     fn str(&mut self) -> Result<String, CompiledError> {
         let n = self.count(1)?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| damaged("a name is not UTF-8"))
+        String::from_utf8(self.take(n)?).map_err(|_| damaged("a name is not UTF-8"))
     }
     fn shape(&mut self) -> Result<Shape, CompiledError> {
         Ok(Shape {
@@ -380,22 +424,30 @@ impl<'a> R<'a> {
     }
 }
 
+/// Bytes before the body: magic, version, source sha256, width, height, body length.
+const HEADER: u64 = 8 + 4 + 32 + 4 + 4 + 8;
+
 /// Reads a compiled model, checking it was compiled from `expected`.
 pub fn read(bytes: &[u8], expected: &Source) -> Result<Model, CompiledError> {
-    let mut r = R { b: bytes, pos: 0 };
-    if r.take(8).ok() != Some(&MAGIC[..]) {
+    read_from(&mut &bytes[..], bytes.len() as u64, expected)
+}
+
+/// [`read`] of a file of `size` bytes as it streams from `src`: the weights are decoded as
+/// they arrive, so the file's bytes are never held beside the model. The checksum covers
+/// the body and is checked before the model is returned; a damaged body reports the
+/// checksum mismatch rather than what decoding it tripped over.
+pub fn read_from(src: &mut dyn Read, size: u64, expected: &Source) -> Result<Model, CompiledError> {
+    if exact::<8>(src).ok().as_ref() != Some(MAGIC) {
         return Err(damaged("no GENATIVE magic"));
     }
-    let version = r.u32()? as u32;
+    let version = u32::from_le_bytes(exact(src)?);
     if !(OLDEST..=VERSION).contains(&version) {
         return Err(CompiledError::Version { found: version });
     }
-    let mut sha = [0u8; 32];
-    sha.copy_from_slice(r.take(32)?);
     let found = Source {
-        sha256: sha,
-        width: r.u32()? as u32,
-        height: r.u32()? as u32,
+        sha256: exact(src)?,
+        width: u32::from_le_bytes(exact(src)?),
+        height: u32::from_le_bytes(exact(src)?),
     };
     if &found != expected {
         return Err(CompiledError::OtherModel {
@@ -403,16 +455,24 @@ pub fn read(bytes: &[u8], expected: &Source) -> Result<Model, CompiledError> {
             expected: expected.describe(),
         });
     }
-    let len = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| damaged("length"))?);
-    if len.checked_add(4) != Some((bytes.len() - r.pos) as u64) {
+    let len = u64::from_le_bytes(exact(src)?);
+    if len.checked_add(4 + HEADER) != Some(size) {
         return Err(damaged("body length does not match the file size"));
     }
-    let body = r.take(len as usize)?;
-    let crc = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| damaged("crc"))?);
-    if crc32fast::hash(body) != crc {
+    let mut r = R {
+        src,
+        left: len,
+        crc: crc32fast::Hasher::new(),
+    };
+    let model = body_model(&mut r);
+    if model.is_err() {
+        r.skip_rest()?;
+    }
+    let crc = u32::from_le_bytes(exact(r.src)?);
+    if r.crc.finalize() != crc {
         return Err(damaged("checksum mismatch"));
     }
-    let model = body_model(&mut R { b: body, pos: 0 })?;
+    let model = model?;
     check(&model)?;
     Ok(model)
 }
@@ -435,7 +495,7 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                     0 => Weights::F32(r.f32s()?),
                     1 => {
                         let n = r.count(1)?;
-                        let w = r.take(n)?.iter().map(|&x| x as i8).collect();
+                        let w = r.take(n)?.into_iter().map(|x| x as i8).collect();
                         let scale = r.f32s()?;
                         let input = r.q()?;
                         let bias = match r.u8()? {
@@ -539,7 +599,7 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
             nchw: r.u8()? != 0,
         });
     }
-    if r.pos != r.b.len() {
+    if r.left != 0 {
         return Err(damaged("trailing bytes"));
     }
     Ok(Model {
@@ -585,13 +645,33 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        let mut flipped = bytes.clone();
-        let mid = flipped.len() / 2;
-        flipped[mid] ^= 0x40;
-        assert!(matches!(
-            read(&flipped, &src),
-            Err(CompiledError::Damaged(_))
-        ));
+        // a flipped bit anywhere in the body is the checksum's to report, also where the
+        // decoder trips over it first (the body's first count, a weight, the last byte)
+        let body = HEADER as usize;
+        for at in [body, body + 1, bytes.len() / 2, bytes.len() - 5] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x40;
+            assert_eq!(
+                read(&flipped, &src),
+                Err(damaged("checksum mismatch")),
+                "flipped at {at}"
+            );
+        }
+        // a stream that hands over a few bytes per read decodes the same model
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let streamed = read_from(&mut Trickle(&bytes), bytes.len() as u64, &src);
+        assert_eq!(streamed.unwrap(), m);
+        // a size that is not the file's is refused before the body is read
+        let short = read_from(&mut &bytes[..], bytes.len() as u64 + 1, &src);
+        assert!(matches!(short, Err(CompiledError::Damaged(_))));
         // the next version and none are refused; the previous one (no detector ops) reads
         for v in [VERSION + 1, 0] {
             let mut other = bytes.clone();
