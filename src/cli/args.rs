@@ -371,6 +371,10 @@ pub struct BenchArgs {
     /// Images in the synthetic gallery searched per photo.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub gallery_size: usize,
+    /// Also write the synthetic gallery to FILE (atomically), bound to the bundle, so
+    /// `predict --gallery FILE` can be measured against the same gallery.
+    #[arg(long, value_name = "FILE")]
+    pub save_gallery: Option<PathBuf>,
     /// Also time a capped gallery search (at most N exact scores; not proven, its recall
     /// against the flat scan is reported). Needs an indexed gallery (--gallery-size of at
     /// least 20000).

@@ -181,3 +181,39 @@ fn a_search_cap_needs_an_indexed_gallery() {
         assert!(err.contains("--search-cap") && err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn bench_saves_its_gallery_for_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("synthetic.gallery");
+    let o = util::run([
+        "bench".as_ref(),
+        "--bundle".as_ref(),
+        demo_bundle().as_os_str(),
+        "--gallery-size".as_ref(),
+        "300".as_ref(),
+        "--repeat".as_ref(),
+        "1".as_ref(),
+        "--save-gallery".as_ref(),
+        saved.as_os_str(),
+    ]);
+    let (code, out, err) = util::parts(&o);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let g = Gallery::read(&saved).expect("the saved gallery reads");
+    assert_eq!(g.len(), 300);
+    // bound to the bundle: predict ranks a demo photo against it
+    let o = util::run([
+        "predict".as_ref(),
+        "--json".as_ref(),
+        "--bundle".as_ref(),
+        demo_bundle().as_os_str(),
+        "--gallery".as_ref(),
+        saved.as_os_str(),
+        demo_photo("person_a_2.jpg").as_os_str(),
+    ]);
+    let (code, out, err) = util::parts(&o);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let list = &v[0]["suggested_syndromes_list"];
+    assert_eq!(list.as_array().map(Vec::len), Some(5), "{out}");
+}
