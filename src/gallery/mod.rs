@@ -473,7 +473,17 @@ impl Gallery {
     /// [`Gallery::search_vector`]), image by image and within an image key by key: one
     /// sequential pass over the stored vectors (a pass per key would stride through them and
     /// stall on memory), no allocation per vector.
-    pub fn scan(&self, mut f: impl FnMut(usize, usize, &[f32])) {
+    pub fn scan(&self, f: impl FnMut(usize, usize, &[f32])) {
+        self.scan_images(0..self.len(), f)
+    }
+
+    /// [`Gallery::scan`] of the images in `images` only (clipped to the gallery), so a
+    /// search can split the gallery between threads.
+    pub fn scan_images(
+        &self,
+        images: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, &[f32]),
+    ) {
         let Some(per_image) = self.image_bytes().filter(|&n| n > 0) else {
             return;
         };
@@ -481,7 +491,8 @@ impl Gallery {
             .map_while(|slot| self.key_bytes(slot))
             .collect();
         let (mut bits, mut buf) = (Vec::new(), Vec::new());
-        for (i, image) in self.data.embeddings.chunks_exact(per_image).enumerate() {
+        let stored = self.data.embeddings.chunks_exact(per_image).enumerate();
+        for (i, image) in stored.skip(images.start).take(images.len()) {
             for (slot, &(at, n, width)) in keys.iter().enumerate() {
                 let k = self.inv_norm.get(slot).and_then(|f| f.get(i)).copied();
                 let Some(bytes) = image.get(at..at + n) else {

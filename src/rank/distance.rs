@@ -39,15 +39,37 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
 /// made with another bundle or other keys); non-finite query values are an
 /// [`Error::Usage`].
 pub fn distances(query: &Embeddings, gallery: &Gallery) -> Result<Vec<f32>> {
+    distances_on(query, gallery, 1)
+}
+
+/// [`distances`] with the gallery split into `threads` runs of images, one per thread.
+/// Every image's sum is made by one thread in key order, so the results are the same on any
+/// number of threads.
+pub fn distances_on(query: &Embeddings, gallery: &Gallery, threads: usize) -> Result<Vec<f32>> {
     let n = gallery.len();
     let q = query_vectors(query, gallery)?;
     let mut sum = vec![0.0f32; n];
     // image by image, each image's keys in key order: the same sums as key by key
-    gallery.scan(|i, slot, g| {
-        if let (Some(s), Some(q)) = (sum.get_mut(i), q.get(slot)) {
-            *s += 1.0 - dot(q, g);
-        }
-    });
+    let scan = |first: usize, part: &mut [f32]| {
+        gallery.scan_images(first..first + part.len(), |i, slot, g| {
+            if let (Some(s), Some(q)) = (part.get_mut(i - first), q.get(slot)) {
+                *s += 1.0 - dot(q, g);
+            }
+        })
+    };
+    // below a few thousand images a thread costs more than it saves
+    let threads = threads.clamp(1, n.div_ceil(2048).max(1));
+    if threads == 1 {
+        scan(0, &mut sum);
+    } else {
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (t, part) in sum.chunks_mut(per).enumerate() {
+                let scan = &scan;
+                s.spawn(move || scan(t * per, part));
+            }
+        });
+    }
     let k = gallery.keys().len().max(1) as f32;
     Ok(sum.into_iter().map(|s| s / k).collect())
 }

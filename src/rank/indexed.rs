@@ -5,7 +5,7 @@
 //! [`super::search`]) plus a [`SearchReport`] saying which path ran and how much it scored.
 
 use super::search::{IndexParams, SearchIndex, SearchOptions, SearchStats, VectorStore};
-use super::{distance::query_vectors, lists, rank, RankOptions, Ranking};
+use super::{distance::query_vectors, lists, RankOptions, Ranking};
 use crate::embed::Embeddings;
 use crate::gallery::Gallery;
 use crate::Result;
@@ -157,7 +157,7 @@ pub fn rank_indexed(
         return Ok((ranking, report));
     }
     let t = Instant::now();
-    let ranking = rank(query, gallery, opts)?;
+    let ranking = super::rank_on(query, gallery, opts, threads)?;
     let stats = SearchStats {
         images: gallery.len(),
         exact_scored: gallery.len(),
@@ -203,12 +203,12 @@ impl<'g> Matcher<'g> {
         }
     }
 
-    /// A matcher that always scans the whole gallery.
-    pub fn flat(gallery: &'g Gallery) -> Matcher<'g> {
+    /// A matcher that always scans the whole gallery, on `threads` threads.
+    pub fn flat(gallery: &'g Gallery, threads: usize) -> Matcher<'g> {
         Matcher {
             gallery,
             index: None,
-            threads: 1,
+            threads: threads.max(1),
         }
     }
 

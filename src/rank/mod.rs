@@ -141,7 +141,17 @@ pub struct Ranking {
 /// Images are sorted by distance ascending, ties by gallery image index, so the output is
 /// deterministic. Errors as [`distances`].
 pub fn rank(query: &Embeddings, gallery: &Gallery, opts: &RankOptions) -> Result<Ranking> {
-    let dist = distances(query, gallery)?;
+    rank_on(query, gallery, opts, 1)
+}
+
+/// [`rank`] with the distances computed on `threads` threads (the same result).
+pub fn rank_on(
+    query: &Embeddings,
+    gallery: &Gallery,
+    opts: &RankOptions,
+    threads: usize,
+) -> Result<Ranking> {
+    let dist = distance::distances_on(query, gallery, threads)?;
     let mut order: Vec<(usize, f32)> = dist
         .iter()
         .copied()

@@ -295,3 +295,55 @@ fn a_matcher_indexes_large_galleries_only_and_ranks_as_the_flat_scan() {
         assert_eq!(got.syndromes.len(), 5);
     }
 }
+
+#[test]
+fn the_flat_scan_gives_the_same_distances_on_any_number_of_threads() {
+    let slots = slots();
+    let keys: Vec<_> = (0..12)
+        .map(|s| {
+            let mut k = spec(&format!("m{}", s / 4), s % 2 == 1, 64);
+            k.key.gray = s % 4 >= 2;
+            k
+        })
+        .collect();
+    let model = Model::new(&slots, 40, 31);
+    let mut g = Gallery::new("b", "v", keys, Storage::F16).unwrap();
+    let mut rng = Rng::new(32);
+    // enough images for the scan to split (a run per 2048 images at most)
+    for i in 0..6500usize {
+        let case = Case {
+            image_id: format!("img{i}"),
+            subject: Some(format!("p{}", i / 2)),
+            syndrome: format!("S{}", i % 40),
+            ..Case::default()
+        };
+        g.add(
+            &case,
+            &embeddings(model.image(i % 40, i as u64 / 2, &mut rng)),
+        )
+        .unwrap();
+    }
+    let q = embeddings(model.image(3, 1 << 40, &mut rng));
+    let one = crate::rank::distance::distances_on(&q, &g, 1).unwrap();
+    assert_eq!(one.len(), g.len());
+    for threads in [2, 3, 8] {
+        let many = crate::rank::distance::distances_on(&q, &g, threads).unwrap();
+        // bit for bit: each image's sum is made by one thread in key order
+        let same = one
+            .iter()
+            .zip(&many)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same && many.len() == one.len(), "{threads} threads");
+    }
+    // and the flat ranking through a matcher on 2 threads is the single-thread one
+    let opts = RankOptions {
+        top: 5,
+        patients: 5,
+        same_patient_threshold: None,
+    };
+    let (r, report) = crate::rank::indexed::Matcher::flat(&g, 2)
+        .rank(&q, &opts)
+        .unwrap();
+    assert_eq!(report.path, SearchPath::Flat);
+    assert_eq!(r, rank(&q, &g, &opts).unwrap());
+}

@@ -26,7 +26,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
     pipeline::check_gallery(&session.bundle, &gallery)?;
     // one-shot: deriving the index costs more than it saves (30k images: built in ~0.8 s,
     // then ~28 ms per search against ~32 ms flat), so predict scans; `run` indexes
-    let matcher = Matcher::flat(&gallery);
+    let matcher = Matcher::flat(&gallery, session.settings.threads);
     let rank_opts = RankOptions {
         top: a.top.get(),
         patients: a.patients,
