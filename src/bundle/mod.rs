@@ -454,7 +454,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(path, dir.path().join("m.bin"));
-        assert_eq!(got, (<[u8; 10]>::try_from(&data[..10]).unwrap(), data.len() as u64));
+        assert_eq!(
+            got,
+            (
+                <[u8; 10]>::try_from(&data[..10]).unwrap(),
+                data.len() as u64
+            )
+        );
         // another pin: refused whatever the decoder made of the bytes
         let other = sha256_hex(b"other");
         let err = decode_verified(&manifest, "m", "m.bin", &other, |_, _| ()).unwrap_err();
