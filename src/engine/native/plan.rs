@@ -523,10 +523,15 @@ fn conv_step(
     let kernel = &plan.kernels[kix];
     let (mr, r) = (kernel.mmm.mr(), kernel.layout.r());
     let elem = if int8 { 1 } else { 4 };
-    let chunk = (PANEL_BUDGET / (k * elem).max(1)).clamp(2 * r, 1024) / r * r;
+    let mut chunk = (PANEL_BUDGET / (k * elem).max(1)).clamp(2 * r, 1024) / r * r;
     let chunks = pixels.div_ceil(chunk);
-    // rows split when there are too few chunks to keep every thread busy
+    // too few chunks to keep every thread busy: the pixels split evenly over the threads
+    // while each share still fills two panels, else the weight rows split
+    let even = pixels.div_ceil(plan.threads).div_ceil(r) * r;
     let split = if chunks * c.groups >= 2 * plan.threads {
+        1
+    } else if c.groups == 1 && plan.threads > 1 && even >= 2 * r {
+        chunk = chunk.min(even);
         1
     } else {
         plan.threads
