@@ -34,6 +34,9 @@ pub fn manifest_keys(manifest: &Manifest) -> Vec<(Key, u32)> {
         .collect()
 }
 
+/// One pass's keyed embedding.
+type Pass = Result<(Key, Vec<f32>)>;
+
 impl Bundle {
     /// Every embedding key this bundle produces, with its width, in ensemble then view order.
     pub fn keys(&self) -> Vec<(Key, u32)> {
@@ -56,7 +59,7 @@ impl Bundle {
                 ));
             }
         }
-        let run = |(m, key): &(usize, Key)| -> Result<(Key, Vec<f32>)> {
+        let run = |(m, key): &(usize, Key)| -> Pass {
             let view = view(face, key.flip, key.gray);
             let data = input::to_nchw(&view, &self.manifest.embedders[*m].input);
             let mut out = self.embedders[*m].run(data)?;
@@ -75,24 +78,41 @@ impl Bundle {
             }
             Ok((key.clone(), v))
         };
-        let results: Vec<Result<(Key, Vec<f32>)>> = if self.threads <= 1 || jobs.len() <= 1 {
+        let results: Vec<Pass> = if self.threads <= 1 || jobs.len() <= 1 {
             jobs.iter().map(run).collect()
         } else {
-            let chunk = jobs.len().div_ceil(self.threads);
+            // one queue in ensemble order: each worker takes the next pass when it is free,
+            // so the threads finish together instead of one carrying the larger models'
+            // share (measured: 12 int8 perf passes on 2 threads ~667 -> ~580 ms against
+            // fixed halves; a costliest-first order measured the same as this one)
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let take = || {
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    done.push((i, run(job)));
+                }
+                done
+            };
+            let mut slots: Vec<Option<Pass>> = (0..jobs.len()).map(|_| None).collect();
             std::thread::scope(|s| {
-                let handles: Vec<_> = jobs
-                    .chunks(chunk)
-                    .map(|c| s.spawn(move || c.iter().map(run).collect::<Vec<_>>()))
+                let handles: Vec<_> = (0..self.threads.min(jobs.len()))
+                    .map(|_| s.spawn(take))
                     .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err(Error::Internal("an embedding worker panicked".into()))]
-                        })
-                    })
-                    .collect()
-            })
+                for h in handles {
+                    // a worker that panicked leaves its passes' slots empty (an error below)
+                    for (i, r) in h.join().unwrap_or_default() {
+                        slots[i] = Some(r);
+                    }
+                }
+            });
+            slots
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| Err(Error::Internal("an embedding worker panicked".into())))
+                })
+                .collect()
         };
         let entries = results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(Embeddings { entries })

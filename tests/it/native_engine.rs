@@ -349,3 +349,37 @@ fn a_bundle_on_the_native_engine_runs_what_it_covers_and_leaves_the_rest_to_trac
         }
     }
 }
+
+#[test]
+fn the_embeddings_do_not_depend_on_the_worker_threads() {
+    use gestalt_edge::bundle::{Bundle, LoadOptions};
+    let manifest = root().join("models/demo/bundle.toml");
+    let photo = image::open(root().join("models/demo/photos/person_a_2.jpg"))
+        .expect("demo photo")
+        .to_rgb8();
+    let face = image::imageops::crop_imm(&photo, 40, 40, 112, 112).to_image();
+    let embed = |threads: usize| {
+        let b = Bundle::load(
+            &manifest,
+            LoadOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .expect("the demo bundle loads");
+        b.embed(&face).expect("embeds")
+    };
+    let one = embed(1);
+    assert_eq!(one.entries.len(), 4, "the demo ensemble's four views");
+    // three workers share four passes through the queue: the same keys in the same
+    // order, bit for bit the same vectors
+    for threads in [2, 3] {
+        let many = embed(threads);
+        assert_eq!(many.entries.len(), one.entries.len());
+        for ((ka, va), (kb, vb)) in one.entries.iter().zip(&many.entries) {
+            assert_eq!(ka, kb);
+            let same = va.iter().zip(vb).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same && va.len() == vb.len(), "{ka:?} on {threads} threads");
+        }
+    }
+}

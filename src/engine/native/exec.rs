@@ -406,13 +406,13 @@ unsafe fn quantize(
     // clamp(round(v) + zero, lo, hi) == round(clamp(v, lo - zero, hi - zero)) + zero: the
     // bounds are integers and rounding is monotone
     let (vlo, vhi, shift) = (lo - zero, hi - zero, zero - off);
-    // SAFETY (of the conversion): the value is bounded to i8's range last (`max` and `min`
-    // take the bound over a NaN), so the unchecked conversion is defined; for the valid
-    // quantization parameters the planner makes, those bounds change nothing. Unlike `as`,
-    // it compiles to one vector instruction
+    // SAFETY (of the conversion): `max` and `min` take the bound over a NaN, so `q` is
+    // finite, and it is clamped to i8's range last, so the unchecked conversion is defined;
+    // for the valid quantization parameters the planner makes, that clamp changes nothing.
+    // Unlike `as`, it compiles to one vector instruction
     let code = |x: f32| unsafe {
         let q = round_even_small((x * inv).max(vlo).min(vhi)) + shift;
-        q.max(-128.0).min(127.0).to_int_unchecked::<i32>() as i8
+        q.clamp(-128.0, 127.0).to_int_unchecked::<i32>() as i8
     };
     for p in range {
         let row = std::slice::from_raw_parts(src.add(p * c), c);
