@@ -84,29 +84,19 @@ pub fn open(
     max_bytes: u64,
 ) -> Result<(PathBuf, std::fs::File, u64)> {
     let path = resolve(manifest, entry, file)?;
-    let f = std::fs::File::open(&path)
-        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
+    let fail = |why: String| file_error(manifest, entry, file, why);
+    let f = std::fs::File::open(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let meta = f
         .metadata()
-        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
     if !meta.is_file() {
-        return Err(file_error(
-            manifest,
-            entry,
-            file,
-            "not a regular file".into(),
-        ));
+        return Err(fail("not a regular file".into()));
     }
     if meta.len() > max_bytes {
-        return Err(file_error(
-            manifest,
-            entry,
-            file,
-            format!(
-                "the file is {} bytes, over the limit of {max_bytes} bytes for a model",
-                meta.len()
-            ),
-        ));
+        return Err(fail(format!(
+            "the file is {} bytes, over the limit of {max_bytes} bytes for a model",
+            meta.len()
+        )));
     }
     Ok((path, f, meta.len()))
 }
@@ -128,17 +118,15 @@ pub fn read(
     max_bytes: u64,
 ) -> Result<(PathBuf, Vec<u8>)> {
     let (path, f, size) = open(manifest, entry, file, max_bytes)?;
+    let fail = |why: String| file_error(manifest, entry, file, why);
     let mut bytes = Vec::with_capacity(size as usize);
     f.take(max_bytes + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| file_error(manifest, entry, file, format!("cannot read: {e}")))?;
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(file_error(
-            manifest,
-            entry,
-            file,
-            format!("the file grew past the limit of {max_bytes} bytes while it was read"),
-        ));
+        return Err(fail(format!(
+            "the file grew past the limit of {max_bytes} bytes while it was read"
+        )));
     }
     Ok((path, bytes))
 }

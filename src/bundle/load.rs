@@ -12,7 +12,6 @@
 //! outside the native set runs on tract, with the reason in [`Net::engine_note`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Mutex;
 
@@ -205,7 +204,6 @@ pub(crate) fn load_all(
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     let size = |i: usize| std::fs::metadata(dir.join(jobs[i].file)).map_or(0, |m| m.len());
     order.sort_by_key(|&i| (std::cmp::Reverse(size(i)), i));
-    let workers = threads.max(1).min(jobs.len());
     // what one model's loading freed goes back to the system before the next one loads, so
     // the peak is the models themselves, not the models plus every loader's leftovers
     let load = |i: usize| {
@@ -213,36 +211,7 @@ pub(crate) fn load_all(
         super::release_freed_memory();
         loaded
     };
-    let results: Vec<(usize, Result<Loaded>)> = if workers <= 1 {
-        order.iter().map(|&i| (i, load(i))).collect()
-    } else {
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut done = Vec::new();
-                        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            done.push((i, load(i)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                // a thread that panicked leaves its models' slots empty (an error below)
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    };
-    let mut slots: Vec<Option<Result<Loaded>>> = (0..jobs.len()).map(|_| None).collect();
-    for (i, r) in results {
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(r);
-        }
-    }
-    slots
+    crate::engine::queue::run(&order, threads, load)
         .into_iter()
         .map(|s| {
             s.unwrap_or_else(|| Err(Error::Internal("a model-loading thread panicked".into())))

@@ -120,10 +120,12 @@ impl ExactDetector {
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads and parses a manifest without loading models.
@@ -197,12 +199,7 @@ pub fn decode_verified<T>(
     std::io::copy(&mut src, &mut std::io::sink()).map_err(|e| {
         confine::file_error(manifest_path, entry, file, format!("cannot read: {e}"))
     })?;
-    let got: String = src
-        .sha
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let got = hex(&src.sha.finalize());
     if got != sha256 {
         return Err(mismatch(&path, entry, sha256, &got));
     }

@@ -78,43 +78,17 @@ impl Bundle {
             }
             Ok((key.clone(), v))
         };
-        let results: Vec<Pass> = if self.threads <= 1 || jobs.len() <= 1 {
-            jobs.iter().map(run).collect()
-        } else {
-            // one queue in ensemble order: each worker takes the next pass when it is free,
-            // so the threads finish together instead of one carrying the larger models'
-            // share (measured: 12 int8 perf passes on 2 threads ~667 -> ~580 ms against
-            // fixed halves; a costliest-first order measured the same as this one)
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let take = || {
-                let mut done = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    done.push((i, run(job)));
-                }
-                done
-            };
-            let mut slots: Vec<Option<Pass>> = (0..jobs.len()).map(|_| None).collect();
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..self.threads.min(jobs.len()))
-                    .map(|_| s.spawn(take))
-                    .collect();
-                for h in handles {
-                    // a worker that panicked leaves its passes' slots empty (an error below)
-                    for (i, r) in h.join().unwrap_or_default() {
-                        slots[i] = Some(r);
-                    }
-                }
+        // one queue in ensemble order: each worker takes the next pass when it is free, so
+        // the threads finish together instead of one carrying the larger models' share
+        // (measured: 12 int8 perf passes on 2 threads ~667 -> ~580 ms against fixed halves;
+        // a costliest-first order measured the same as this one)
+        let order: Vec<usize> = (0..jobs.len()).collect();
+        let results = crate::engine::queue::run(&order, self.threads, |i| run(&jobs[i]))
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::Internal("an embedding worker panicked".into())))
             });
-            slots
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|| Err(Error::Internal("an embedding worker panicked".into())))
-                })
-                .collect()
-        };
-        let entries = results.into_iter().collect::<Result<Vec<_>>>()?;
+        let entries = results.collect::<Result<Vec<_>>>()?;
         Ok(Embeddings { entries })
     }
 }

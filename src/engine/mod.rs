@@ -24,6 +24,7 @@ pub mod native;
 mod net;
 #[cfg(feature = "ort")]
 mod ort_net;
+pub(crate) mod queue;
 
 pub use net::Net;
 

@@ -14,6 +14,17 @@ fn slots() -> Vec<(usize, usize)> {
     (0..12).map(|s| (s / 4, 64)).collect()
 }
 
+/// The gallery keys of [`slots`], named as [`embeddings`] names the query's vectors.
+fn gallery_keys() -> Vec<crate::gallery::KeySpec> {
+    (0..12)
+        .map(|s| {
+            let mut k = spec(&format!("m{}", s / 4), s % 2 == 1, 64);
+            k.key.gray = s % 4 >= 2;
+            k
+        })
+        .collect()
+}
+
 fn params(dims: usize) -> IndexParams {
     IndexParams {
         dims,
@@ -142,13 +153,7 @@ fn embeddings(vectors: Vec<Vec<f32>>) -> Embeddings {
 #[test]
 fn gallery_ranking_through_the_index_is_the_flat_ranking() {
     let slots = slots();
-    let keys: Vec<_> = (0..12)
-        .map(|s| {
-            let mut k = spec(&format!("m{}", s / 4), s % 2 == 1, 64);
-            k.key.gray = s % 4 >= 2;
-            k
-        })
-        .collect();
+    let keys = gallery_keys();
     let model = Model::new(&slots, 25, 21);
     for storage in [Storage::F16, Storage::I8] {
         let mut g = Gallery::new("b", "v", keys.clone(), storage).unwrap();
@@ -299,13 +304,7 @@ fn a_matcher_indexes_large_galleries_only_and_ranks_as_the_flat_scan() {
 #[test]
 fn the_flat_scan_gives_the_same_distances_on_any_number_of_threads() {
     let slots = slots();
-    let keys: Vec<_> = (0..12)
-        .map(|s| {
-            let mut k = spec(&format!("m{}", s / 4), s % 2 == 1, 64);
-            k.key.gray = s % 4 >= 2;
-            k
-        })
-        .collect();
+    let keys = gallery_keys();
     let model = Model::new(&slots, 40, 31);
     let mut g = Gallery::new("b", "v", keys, Storage::F16).unwrap();
     let mut rng = Rng::new(32);
