@@ -7,9 +7,6 @@
 
 use super::plan::Geom;
 
-/// Widest panel the word-wise writer handles (tract-linalg's i8 kernels use 4 to 16).
-const MAX_R: usize = 32;
-
 /// Window geometry of one convolution, as the panel writer needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -74,41 +71,48 @@ pub unsafe fn im2col<T: Copy, const K4: bool>(
     let c_off = group * cg;
     let pad = &pad[c_off..c_off + cg];
     let words = K4 && cg % 4 == 0 && std::mem::size_of::<T>() == 1;
-    if words && r <= MAX_R {
-        // panel by panel, writing each panel in order: for every 4 channels, one 32-bit word
-        // per pixel of the panel, read from the panel's `r` patch rows
-        let mut rows = [std::ptr::null::<u32>(); MAX_R];
-        for j0 in (0..n).step_by(r) {
-            let lanes = r.min(n - j0);
-            let panel = dst.add((j0 / r) * panel_len) as *mut u32;
-            for ky in 0..win.kh {
-                for kx in 0..win.kw {
-                    for (lane, row) in rows.iter_mut().enumerate().take(lanes) {
-                        let p = p0 + j0 + lane;
-                        let (oy, ox) = (p / win.out_w, p % win.out_w);
-                        let iy = (oy * win.sh + ky) as isize - win.pt as isize;
-                        let ix = (ox * win.sw + kx) as isize - win.pl as isize;
-                        let inside =
-                            iy >= 0 && iy < win.in_h as isize && ix >= 0 && ix < win.in_w as isize;
-                        *row = if inside {
-                            src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
-                                as *const u32
-                        } else {
-                            pad.as_ptr() as *const u32
-                        };
-                    }
-                    let k0 = (ky * win.kw + kx) * cg / 4;
-                    for q in 0..cg / 4 {
-                        let out = panel.add((k0 + q) * r);
-                        for (lane, row) in rows.iter().enumerate().take(lanes) {
-                            *out.add(lane) = row.add(q).read_unaligned();
-                        }
-                    }
-                }
-            }
+    if words || !K4 {
+        // one element of the panel per lane and k: a T in the plain layout, a 32-bit word
+        // (4 channels) in the K4 layout
+        let done = if words {
+            by_panels::<T, u32>(
+                win,
+                src,
+                pad.as_ptr(),
+                c_off,
+                cg / 4,
+                p0,
+                n,
+                r,
+                panel_len,
+                dst,
+            )
+        } else {
+            by_panels::<T, T>(win, src, pad.as_ptr(), c_off, cg, p0, n, r, panel_len, dst)
+        };
+        if done {
+            return;
         }
-        return;
     }
+    by_pixels::<T, K4>(win, src, pad, c_off, p0, n, r, panel_len, dst)
+}
+
+/// Pixel by pixel, any panel width (the reference the panel writer is tested against).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn by_pixels<T: Copy, const K4: bool>(
+    win: &Window,
+    src: *const T,
+    pad: &[T],
+    c_off: usize,
+    p0: usize,
+    n: usize,
+    r: usize,
+    panel_len: usize,
+    dst: *mut T,
+) {
+    let cg = win.cin_g;
+    let words = K4 && cg % 4 == 0 && std::mem::size_of::<T>() == 1;
     for j in 0..n {
         let p = p0 + j;
         let (oy, ox) = (p / win.out_w, p % win.out_w);
@@ -141,6 +145,192 @@ pub unsafe fn im2col<T: Copy, const K4: bool>(
                     let base = panel.add(k0 * r + lane);
                     for c in 0..cg {
                         *base.add(c * r) = *row.add(c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Panel by panel, each panel written in order: for every (ky, kx) the `r` patch rows of the
+/// panel's pixels are found once, then each of their `per` elements `E` (the pixel's
+/// channels as `E`s) is copied to `r` consecutive lanes. `r` is a constant for the panel
+/// widths tract-linalg's kernels use, so the lane loop unrolls; returns false (nothing
+/// written) for another width.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn by_panels<T: Copy, E: Copy>(
+    win: &Window,
+    src: *const T,
+    pad: *const T,
+    c_off: usize,
+    per: usize,
+    p0: usize,
+    n: usize,
+    r: usize,
+    panel_len: usize,
+    dst: *mut T,
+) -> bool {
+    macro_rules! widths {
+        ($($w:literal)*) => {
+            match r {
+                $($w => panels::<T, E, $w>(win, src, pad, c_off, per, p0, n, panel_len, dst),)*
+                _ => return false,
+            }
+        };
+    }
+    widths!(2 3 4 5 6 8 12 16 32);
+    true
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn panels<T: Copy, E: Copy, const R: usize>(
+    win: &Window,
+    src: *const T,
+    pad: *const T,
+    c_off: usize,
+    per: usize,
+    p0: usize,
+    n: usize,
+    panel_len: usize,
+    dst: *mut T,
+) {
+    let mut rows = [std::ptr::null::<E>(); R];
+    for j0 in (0..n).step_by(R) {
+        let lanes = R.min(n - j0);
+        let panel = dst.add((j0 / R) * panel_len) as *mut E;
+        for ky in 0..win.kh {
+            for kx in 0..win.kw {
+                // lanes past the last pixel repeat it: the kernel ignores their columns, and
+                // every lane of the panel is then written the same way
+                for (lane, row) in rows.iter_mut().enumerate() {
+                    let p = p0 + j0 + lane.min(lanes - 1);
+                    let (oy, ox) = (p / win.out_w, p % win.out_w);
+                    let iy = (oy * win.sh + ky) as isize - win.pt as isize;
+                    let ix = (ox * win.sw + kx) as isize - win.pl as isize;
+                    let inside =
+                        iy >= 0 && iy < win.in_h as isize && ix >= 0 && ix < win.in_w as isize;
+                    *row = if inside {
+                        src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
+                            as *const E
+                    } else {
+                        pad as *const E
+                    };
+                }
+                let out = panel.add((ky * win.kw + kx) * per * R);
+                for q in 0..per {
+                    let out = out.add(q * R);
+                    for (lane, row) in rows.iter().enumerate() {
+                        *out.add(lane) = row.add(q).read_unaligned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::native::ir::Shape;
+
+    /// The panel writer fills every lane of the reference's pixels with the reference's
+    /// values, in both layouts, at every width it handles, with padding, strides, groups
+    /// and a last panel that is not full.
+    #[test]
+    fn panels_match_the_pixel_by_pixel_writer() {
+        let cases = [
+            // (h, w, c, k, stride, pad, groups)
+            (7, 9, 8, 3, 1, 1, 1),
+            (8, 8, 16, 3, 2, 1, 2),
+            (5, 6, 4, 1, 1, 0, 1),
+            (6, 7, 12, 3, 1, 0, 3),
+        ];
+        for (h, w, c, k, s, pd, groups) in cases {
+            let oh = (h + 2 * pd - k) / s + 1;
+            let ow = (w + 2 * pd - k) / s + 1;
+            let geom = Geom {
+                input: Shape { h, w, c },
+                output: Shape { h: oh, w: ow, c: 4 },
+                kernel: [k, k],
+                stride: [s, s],
+                pad: [pd, pd],
+            };
+            let cg = c / groups;
+            let win = Window::of(&geom, groups, cg);
+            let x: Vec<i8> = (0..h * w * c).map(|i| (i * 37 % 251) as i8).collect();
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32 * 0.5).collect();
+            let pad: Vec<i8> = (0..c).map(|i| -(i as i8) - 1).collect();
+            let padf: Vec<f32> = pad.iter().map(|&v| v as f32).collect();
+            for r in [2, 3, 4, 5, 6, 8, 12, 16, 32] {
+                for group in 0..groups {
+                    let (p0, n) = (1, oh * ow - 1);
+                    let len = win.k().div_ceil(4) * 4 * r;
+                    let panels = n.div_ceil(r);
+                    let valid = |i: usize, lane_of: &dyn Fn(usize) -> usize| {
+                        let j = (i / len) * r + lane_of(i % len);
+                        j < n
+                    };
+                    unsafe {
+                        let mut a = vec![0f32; panels * len];
+                        let mut b = vec![0f32; panels * len];
+                        im2col::<f32, false>(
+                            &win,
+                            xf.as_ptr(),
+                            &padf,
+                            group,
+                            p0,
+                            n,
+                            r,
+                            len,
+                            a.as_mut_ptr(),
+                        );
+                        by_pixels::<f32, false>(
+                            &win,
+                            xf.as_ptr(),
+                            &padf[group * cg..(group + 1) * cg],
+                            group * cg,
+                            p0,
+                            n,
+                            r,
+                            len,
+                            b.as_mut_ptr(),
+                        );
+                        for i in 0..a.len() {
+                            if valid(i, &|o| o % r) {
+                                assert_eq!(a[i], b[i], "f32 r {r} group {group} at {i}");
+                            }
+                        }
+                        let mut a = vec![0i8; panels * len];
+                        let mut b = vec![0i8; panels * len];
+                        im2col::<i8, true>(
+                            &win,
+                            x.as_ptr(),
+                            &pad,
+                            group,
+                            p0,
+                            n,
+                            r,
+                            len,
+                            a.as_mut_ptr(),
+                        );
+                        by_pixels::<i8, true>(
+                            &win,
+                            x.as_ptr(),
+                            &pad[group * cg..(group + 1) * cg],
+                            group * cg,
+                            p0,
+                            n,
+                            r,
+                            len,
+                            b.as_mut_ptr(),
+                        );
+                        for i in 0..a.len() {
+                            if valid(i, &|o| (o / 4) % r) {
+                                assert_eq!(a[i], b[i], "i8 r {r} group {group} at {i}");
+                            }
+                        }
                     }
                 }
             }
