@@ -20,15 +20,27 @@ use super::kernels::PanelLayout;
 use super::plan::{DepthwiseStep, GemmStep, IntEpilogue, Plan, Step};
 use super::NativeError;
 
+/// A kernel's per-thread buffers: its activation panels and its scratch space.
+struct Kit {
+    /// The kernel (name and packing index) they were made for.
+    kind: (String, usize),
+    /// Bytes the panel buffer holds.
+    bytes: usize,
+    panels: EagerPackedInput,
+    scratch: Box<dyn ScratchSpace>,
+}
+
 /// Per-thread buffers.
 struct Local {
-    panels: Vec<EagerPackedInput>,
-    scratch: Vec<Box<dyn ScratchSpace>>,
+    /// Kits in the order of the plan's kernels (then kits of other plans' kernels).
+    kits: Vec<Kit>,
     acc: Tensor,
     dw: Vec<i32>,
 }
 
-/// Everything a pass writes: sized once for a plan.
+/// Everything a pass writes. Not tied to one plan: [`Workspace::fit`] grows it for any
+/// plan (never shrinks it), so the networks of a process can share their workspaces and
+/// hold as many as passes run at once, sized for the largest.
 pub struct Workspace {
     arena: Tensor,
     staging: Tensor,
@@ -39,43 +51,107 @@ fn kerr(e: impl std::fmt::Display) -> NativeError {
     NativeError::Kernel(format!("{e:#}"))
 }
 
+fn zeros<T: Datum + tract_data::internal::tract_num_traits::Zero>(
+    len: usize,
+) -> Result<Tensor, NativeError> {
+    Tensor::zero_aligned::<T>(&[len.max(1)], 128).map_err(kerr)
+}
+
+impl Kit {
+    fn new(k: &super::kernels::Kernel, bytes: usize) -> Kit {
+        let bytes = bytes.max(64) + 256;
+        Kit {
+            kind: (k.name().to_string(), k.packing),
+            bytes,
+            panels: EagerPackedInput {
+                fact: PackedExoticFact {
+                    format: k.mmm.packings()[k.packing].1.clone(),
+                    mn: 0.to_dim(),
+                    k: 0,
+                },
+                packed: Arc::new(unsafe { Blob::new_for_size_and_align(bytes, 128) }),
+                panel_bytes: 0,
+                mn: 0,
+            },
+            scratch: unsafe { k.mmm.allocate_scratch_space() },
+        }
+    }
+}
+
+impl Local {
+    /// Grows the buffers for `plan` and puts the kits in its kernel order (reusing every
+    /// kit already made for one of its kernels, so alternating plans allocate nothing).
+    fn fit(&mut self, plan: &Plan, channels: usize) -> Result<(), NativeError> {
+        if self.acc.len() < plan.acc_len {
+            self.acc = zeros::<i32>(plan.acc_len)?;
+        }
+        if self.dw.len() < channels {
+            self.dw = vec![0; channels];
+        }
+        for (i, (k, &bytes)) in plan.kernels.iter().zip(&plan.panel_bytes).enumerate() {
+            let found = self.kits[i..]
+                .iter()
+                .position(|kit| kit.kind.0 == k.name() && kit.kind.1 == k.packing);
+            match found {
+                Some(j) => self.kits.swap(i, i + j),
+                None => {
+                    self.kits.push(Kit::new(k, bytes));
+                    let last = self.kits.len() - 1;
+                    self.kits.swap(i, last);
+                }
+            }
+            if self.kits[i].bytes < bytes.max(64) + 256 {
+                self.kits[i] = Kit::new(k, bytes);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Workspace {
     /// Buffers for `plan`.
     pub fn new(plan: &Plan) -> Result<Workspace, NativeError> {
-        let arena = Tensor::zero_aligned::<f32>(&[plan.arena], 128).map_err(kerr)?;
-        let staging = Tensor::zero_aligned::<i8>(&[plan.staging], 128).map_err(kerr)?;
-        let mut locals = Vec::new();
-        for _ in 0..plan.threads {
-            let mut panels = Vec::new();
-            let mut scratch = Vec::new();
-            for (k, bytes) in plan.kernels.iter().zip(&plan.panel_bytes) {
-                let blob = unsafe { Blob::new_for_size_and_align(bytes.max(&64) + 256, 128) };
-                panels.push(EagerPackedInput {
-                    fact: PackedExoticFact {
-                        format: k.mmm.packings()[k.packing].1.clone(),
-                        mn: 0.to_dim(),
-                        k: 0,
-                    },
-                    packed: Arc::new(blob),
-                    panel_bytes: 0,
-                    mn: 0,
-                });
-                scratch.push(unsafe { k.mmm.allocate_scratch_space() });
-            }
-            let acc = Tensor::zero_aligned::<i32>(&[plan.acc_len], 128).map_err(kerr)?;
-            let dw = vec![0i32; plan.values.iter().map(|v| v.c).max().unwrap_or(1)];
-            locals.push(Local {
-                panels,
-                scratch,
-                acc,
-                dw,
+        let mut ws = Workspace {
+            arena: zeros::<f32>(1)?,
+            staging: zeros::<i8>(1)?,
+            locals: Vec::new(),
+        };
+        ws.fit(plan)?;
+        Ok(ws)
+    }
+
+    /// Makes the buffers fit `plan`: each grows where it is too small for it. What a
+    /// previous pass left in them is never read (every step writes its whole output before
+    /// a later step reads it).
+    pub fn fit(&mut self, plan: &Plan) -> Result<(), NativeError> {
+        if self.arena.len() < plan.arena {
+            self.arena = zeros::<f32>(plan.arena)?;
+        }
+        if self.staging.len() < plan.staging {
+            self.staging = zeros::<i8>(plan.staging)?;
+        }
+        while self.locals.len() < plan.threads {
+            self.locals.push(Local {
+                kits: Vec::new(),
+                acc: zeros::<i32>(1)?,
+                dw: Vec::new(),
             });
         }
-        Ok(Workspace {
-            arena,
-            staging,
-            locals,
-        })
+        let channels = plan.values.iter().map(|v| v.c).max().unwrap_or(1);
+        for local in self.locals.iter_mut().take(plan.threads) {
+            local.fit(plan, channels)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the buffers (arena, staging, panels, accumulators).
+    pub fn bytes(&self) -> usize {
+        let locals: usize = self
+            .locals
+            .iter()
+            .map(|l| l.kits.iter().map(|k| k.bytes).sum::<usize>() + l.acc.len() * 4)
+            .sum();
+        self.arena.len() * 4 + self.staging.len() + locals
     }
 }
 
@@ -108,6 +184,7 @@ pub fn run_timed(
             got: input.len(),
         });
     }
+    ws.fit(plan)?;
     let mem = Mem {
         arena: ws.arena.as_ptr_mut::<f32>().map_err(kerr)?,
         staging: ws.staging.as_ptr_mut::<i8>().map_err(kerr)?,
@@ -126,7 +203,7 @@ pub fn run_timed(
     let barrier = Barrier::new(plan.threads);
     let results: Vec<Result<(), NativeError>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        let mut locals = ws.locals.iter_mut().enumerate();
+        let mut locals = ws.locals.iter_mut().take(plan.threads).enumerate();
         let first = locals.next();
         for (t, local) in locals {
             let barrier = &barrier;
@@ -456,7 +533,8 @@ unsafe fn gemm(
         let (chunk, part) = (item / g.parts.len(), &g.parts[item % g.parts.len()]);
         let p0 = chunk * g.chunk;
         let n = g.chunk.min(pixels - p0);
-        let epi = &mut local.panels[g.kernel];
+        let kit = &mut local.kits[g.kernel];
+        let epi = &mut kit.panels;
         if last != Some((chunk, part.group)) {
             let blob = Arc::get_mut(&mut epi.packed)
                 .ok_or_else(|| NativeError::Kernel("shared panel buffer".into()))?;
@@ -515,7 +593,7 @@ unsafe fn gemm(
             last = Some((chunk, part.group));
         }
         let row0 = part.group * g.cout_g + part.r0;
-        let scratch = &mut *local.scratch[g.kernel];
+        let scratch = &mut *kit.scratch;
         let ldc = o.c as isize;
         let shape = [n, part.rows];
         if g.int.is_none() {

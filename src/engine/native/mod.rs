@@ -151,12 +151,36 @@ pub struct StepTime {
     pub ms: f64,
 }
 
-/// A planned network with its buffers.
+/// Idle workspaces, shared by every network of the process: a pass takes the largest (or
+/// makes one when passes overlap), fits it to its plan and puts it back. The process so
+/// holds as many workspaces as passes ever ran at once, each sized for the largest network
+/// it served, instead of one per network and concurrent pass; steady state allocates
+/// nothing.
+static IDLE: Mutex<Vec<exec::Workspace>> = Mutex::new(Vec::new());
+
+fn take_workspace(plan: &plan::Plan) -> Result<exec::Workspace, NativeError> {
+    let idle = IDLE.lock().ok().and_then(|mut w| {
+        let i = (0..w.len()).max_by_key(|&i| w[i].bytes())?;
+        Some(w.swap_remove(i))
+    });
+    match idle {
+        Some(mut ws) => {
+            ws.fit(plan)?;
+            Ok(ws)
+        }
+        None => exec::Workspace::new(plan),
+    }
+}
+
+fn put_workspace(ws: exec::Workspace) {
+    if let Ok(mut w) = IDLE.lock() {
+        w.push(ws);
+    }
+}
+
+/// A planned network (its buffers come from the process's shared workspaces).
 pub struct NativeNet {
     plan: plan::Plan,
-    /// Idle workspaces: a pass takes one (or makes one when passes overlap) and puts it
-    /// back, so steady state allocates nothing.
-    workspaces: Mutex<Vec<exec::Workspace>>,
 }
 
 impl std::fmt::Debug for NativeNet {
@@ -208,22 +232,16 @@ impl NativeNet {
         chooser: &mut dyn plan::KernelChooser,
     ) -> Result<NativeNet, NativeError> {
         let plan = plan::build(model, threads, chooser)?;
-        let workspaces = Mutex::new(vec![exec::Workspace::new(&plan)?]);
-        Ok(NativeNet { plan, workspaces })
+        // the buffers a pass needs are made (or grown) now, not at the first pass
+        put_workspace(take_workspace(&plan)?);
+        Ok(NativeNet { plan })
     }
 
     /// Runs one NCHW f32 input; returns every output flattened (ONNX order), in output order.
     pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, NativeError> {
-        let idle = self.workspaces.lock().ok().and_then(|mut w| w.pop());
-        let mut ws = match idle {
-            Some(ws) => ws,
-            // every workspace is in use by a concurrent pass: one more, kept afterwards
-            None => exec::Workspace::new(&self.plan)?,
-        };
+        let mut ws = take_workspace(&self.plan)?;
         let out = exec::run(&self.plan, &mut ws, input);
-        if let Ok(mut w) = self.workspaces.lock() {
-            w.push(ws);
-        }
+        put_workspace(ws);
         out
     }
 
@@ -284,5 +302,53 @@ impl NativeNet {
     /// Bytes of the activation arena.
     pub fn arena_bytes(&self) -> usize {
         self.plan.arena * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::synth::{iresnet, retinaface};
+
+    fn image(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn planned(bytes: &[u8], side: usize, threads: usize) -> plan::Plan {
+        let model = import::import(bytes, side, side).unwrap();
+        plan::build(model, threads, &mut ByFeatures).unwrap()
+    }
+
+    /// A workspace another network's passes left dirty (and sized) gives each network the
+    /// outputs a fresh one gives, and alternating the two networks grows it only once.
+    #[test]
+    fn a_shared_workspace_gives_each_network_its_own_outputs() {
+        let a = planned(&iresnet::build([1, 1, 1, 1], 3).finish("a", ""), 112, 2);
+        let b = planned(
+            &retinaface::build(retinaface::Backbone::Mobilenet025, 96, 96, 1).finish("b", ""),
+            96,
+            1,
+        );
+        let (xa, xb) = (image(3 * 112 * 112, 1), image(3 * 96 * 96, 2));
+        let fresh_a = exec::run(&a, &mut exec::Workspace::new(&a).unwrap(), &xa).unwrap();
+        let fresh_b = exec::run(&b, &mut exec::Workspace::new(&b).unwrap(), &xb).unwrap();
+        let mut ws = exec::Workspace::new(&b).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(exec::run(&a, &mut ws, &xa).unwrap(), fresh_a);
+            assert_eq!(exec::run(&b, &mut ws, &xb).unwrap(), fresh_b);
+            sizes.push(ws.bytes());
+        }
+        assert!(sizes.iter().all(|&s| s == sizes[0]), "{sizes:?}");
+        let own = exec::Workspace::new(&a).unwrap().bytes();
+        assert!(sizes[0] >= own, "{} < {own}", sizes[0]);
     }
 }
