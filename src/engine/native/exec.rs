@@ -491,19 +491,24 @@ unsafe fn quantize(
         let q = round_even_small((x * inv).max(vlo).min(vhi)) + shift;
         q.clamp(-128.0, 127.0).to_int_unchecked::<i32>() as i8
     };
-    for p in range {
-        let row = std::slice::from_raw_parts(src.add(p * c), c);
-        let out = std::slice::from_raw_parts_mut(mem.staging.add(p * c), c);
-        match &e.pre {
-            Some((sc, sh)) => {
+    match &e.pre {
+        Some((sc, sh)) => {
+            for p in range {
+                let row = std::slice::from_raw_parts(src.add(p * c), c);
+                let out = std::slice::from_raw_parts_mut(mem.staging.add(p * c), c);
                 for (((o, x), a), b) in out.iter_mut().zip(row).zip(sc).zip(sh) {
                     *o = code(*x * a + b);
                 }
             }
-            None => {
-                for (o, x) in out.iter_mut().zip(row) {
-                    *o = code(*x);
-                }
+        }
+        None => {
+            // one run over the thread's pixels: rows of few channels (an image's 3) would
+            // leave the loop in its scalar tail
+            let (a, len) = (range.start * c, range.len() * c);
+            let row = std::slice::from_raw_parts(src.add(a), len);
+            let out = std::slice::from_raw_parts_mut(mem.staging.add(a), len);
+            for (o, x) in out.iter_mut().zip(row) {
+                *o = code(*x);
             }
         }
     }

@@ -71,28 +71,20 @@ pub unsafe fn im2col<T: Copy, const K4: bool>(
     let c_off = group * cg;
     let pad = &pad[c_off..c_off + cg];
     let words = K4 && cg % 4 == 0 && std::mem::size_of::<T>() == 1;
-    if words || !K4 {
-        // one element of the panel per lane and k: a T in the plain layout, a 32-bit word
-        // (4 channels) in the K4 layout
-        let done = if words {
-            by_panels::<T, u32>(
-                win,
-                src,
-                pad.as_ptr(),
-                c_off,
-                cg / 4,
-                p0,
-                n,
-                r,
-                panel_len,
-                dst,
-            )
-        } else {
-            by_panels::<T, T>(win, src, pad.as_ptr(), c_off, cg, p0, n, r, panel_len, dst)
-        };
-        if done {
-            return;
+    // one element of the panel per lane and k: a T in the plain layout, a 32-bit word
+    // (4 channels) in the K4 layout; else (K4, channels not a multiple of 4) single bytes
+    let (pad_p, per) = (pad.as_ptr(), if words { cg / 4 } else { cg });
+    let done = match (words, K4) {
+        (true, _) => by_panels::<T, u32, 1>(win, src, pad_p, c_off, per, p0, n, r, panel_len, dst),
+        (false, false) => {
+            by_panels::<T, T, 1>(win, src, pad_p, c_off, per, p0, n, r, panel_len, dst)
         }
+        (false, true) => {
+            by_panels::<T, T, 4>(win, src, pad_p, c_off, per, p0, n, r, panel_len, dst)
+        }
+    };
+    if done {
+        return;
     }
     by_pixels::<T, K4>(win, src, pad, c_off, p0, n, r, panel_len, dst)
 }
@@ -154,12 +146,13 @@ unsafe fn by_pixels<T: Copy, const K4: bool>(
 
 /// Panel by panel, each panel written in order: for every (ky, kx) the `r` patch rows of the
 /// panel's pixels are found once, then each of their `per` elements `E` (the pixel's
-/// channels as `E`s) is copied to `r` consecutive lanes. `r` is a constant for the panel
-/// widths tract-linalg's kernels use, so the lane loop unrolls; returns false (nothing
-/// written) for another width.
+/// channels as `E`s) is copied to the `r` lanes of its k: consecutive when `K == 1`, 4
+/// apart in the K=4-inner layout when `K == 4` (`E` then one byte of it). `r` is a constant
+/// for the panel widths tract-linalg's kernels use, so the lane loop unrolls; returns false
+/// (nothing written) for another width.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn by_panels<T: Copy, E: Copy>(
+unsafe fn by_panels<T: Copy, E: Copy, const K: usize>(
     win: &Window,
     src: *const T,
     pad: *const T,
@@ -174,7 +167,7 @@ unsafe fn by_panels<T: Copy, E: Copy>(
     macro_rules! widths {
         ($($w:literal)*) => {
             match r {
-                $($w => panels::<T, E, $w>(win, src, pad, c_off, per, p0, n, panel_len, dst),)*
+                $($w => panels::<T, E, K, $w>(win, src, pad, c_off, per, p0, n, panel_len, dst),)*
                 _ => return false,
             }
         };
@@ -185,7 +178,7 @@ unsafe fn by_panels<T: Copy, E: Copy>(
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn panels<T: Copy, E: Copy, const R: usize>(
+unsafe fn panels<T: Copy, E: Copy, const K: usize, const R: usize>(
     win: &Window,
     src: *const T,
     pad: *const T,
@@ -218,11 +211,12 @@ unsafe fn panels<T: Copy, E: Copy, const R: usize>(
                         pad as *const E
                     };
                 }
-                let out = panel.add((ky * win.kw + kx) * per * R);
+                let k0 = (ky * win.kw + kx) * per;
                 for q in 0..per {
-                    let out = out.add(q * R);
+                    let k = k0 + q;
+                    let out = panel.add((k / K) * R * K + k % K);
                     for (lane, row) in rows.iter().enumerate() {
-                        *out.add(lane) = row.add(q).read_unaligned();
+                        *out.add(lane * K) = row.add(q).read_unaligned();
                     }
                 }
             }
@@ -246,6 +240,7 @@ mod tests {
             (8, 8, 16, 3, 2, 1, 2),
             (5, 6, 4, 1, 1, 0, 1),
             (6, 7, 12, 3, 1, 0, 3),
+            (9, 8, 3, 3, 2, 1, 1),
         ];
         for (h, w, c, k, s, pd, groups) in cases {
             let oh = (h + 2 * pd - k) / s + 1;
