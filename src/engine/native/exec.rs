@@ -58,8 +58,14 @@ fn zeros<T: Datum + tract_data::internal::tract_num_traits::Zero>(
 }
 
 impl Kit {
+    /// Bytes of the panel buffer for panels of `bytes`, with a 256-byte margin past the
+    /// last panel.
+    fn room(bytes: usize) -> usize {
+        bytes.max(64) + 256
+    }
+
     fn new(k: &super::kernels::Kernel, bytes: usize) -> Kit {
-        let bytes = bytes.max(64) + 256;
+        let bytes = Kit::room(bytes);
         Kit {
             kind: (k.name().to_string(), k.packing),
             bytes,
@@ -100,7 +106,7 @@ impl Local {
                     self.kits.swap(i, last);
                 }
             }
-            if self.kits[i].bytes < bytes.max(64) + 256 {
+            if self.kits[i].bytes < Kit::room(bytes) {
                 self.kits[i] = Kit::new(k, bytes);
             }
         }
