@@ -46,6 +46,32 @@ impl Window {
     pub fn k(&self) -> usize {
         self.kh * self.kw * self.cin_g
     }
+
+    /// Where output pixel `p` reads kernel tap `(ky, kx)`: its input pixel's channels from
+    /// `c_off` in `src`, or `pad` when the tap falls in the padding.
+    ///
+    /// # Safety
+    /// `src` must hold the whole input map.
+    #[inline(always)]
+    unsafe fn patch_row<T>(
+        &self,
+        src: *const T,
+        pad: *const T,
+        c_off: usize,
+        p: usize,
+        ky: usize,
+        kx: usize,
+    ) -> *const T {
+        let (oy, ox) = (p / self.out_w, p % self.out_w);
+        let iy = (oy * self.sh + ky) as isize - self.pt as isize;
+        let ix = (ox * self.sw + kx) as isize - self.pl as isize;
+        let inside = iy >= 0 && iy < self.in_h as isize && ix >= 0 && ix < self.in_w as isize;
+        if inside {
+            src.add((iy as usize * self.in_w + ix as usize) * self.cin + c_off)
+        } else {
+            pad
+        }
+    }
 }
 
 /// Writes the patches of output pixels `p0..p0 + n` for `group` into panels of `r` pixels,
@@ -107,19 +133,11 @@ unsafe fn by_pixels<T: Copy, const K4: bool>(
     let words = K4 && cg % 4 == 0 && std::mem::size_of::<T>() == 1;
     for j in 0..n {
         let p = p0 + j;
-        let (oy, ox) = (p / win.out_w, p % win.out_w);
         let panel = dst.add((j / r) * panel_len);
         let lane = j % r;
         for ky in 0..win.kh {
-            let iy = (oy * win.sh + ky) as isize - win.pt as isize;
             for kx in 0..win.kw {
-                let ix = (ox * win.sw + kx) as isize - win.pl as isize;
-                let inside = iy >= 0 && iy < win.in_h as isize && ix >= 0 && ix < win.in_w as isize;
-                let row: *const T = if inside {
-                    src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
-                } else {
-                    pad.as_ptr()
-                };
+                let row = win.patch_row(src, pad.as_ptr(), c_off, p, ky, kx);
                 let k0 = (ky * win.kw + kx) * cg;
                 if words {
                     // 4 channels = one 32-bit word of the K4 layout
@@ -199,17 +217,7 @@ unsafe fn panels<T: Copy, E: Copy, const K: usize, const R: usize>(
                 // every lane of the panel is then written the same way
                 for (lane, row) in rows.iter_mut().enumerate() {
                     let p = p0 + j0 + lane.min(lanes - 1);
-                    let (oy, ox) = (p / win.out_w, p % win.out_w);
-                    let iy = (oy * win.sh + ky) as isize - win.pt as isize;
-                    let ix = (ox * win.sw + kx) as isize - win.pl as isize;
-                    let inside =
-                        iy >= 0 && iy < win.in_h as isize && ix >= 0 && ix < win.in_w as isize;
-                    *row = if inside {
-                        src.add((iy as usize * win.in_w + ix as usize) * win.cin + c_off)
-                            as *const E
-                    } else {
-                        pad as *const E
-                    };
+                    *row = win.patch_row(src, pad, c_off, p, ky, kx) as *const E;
                 }
                 let k0 = (ky * win.kw + kx) * per;
                 for q in 0..per {
@@ -228,6 +236,36 @@ unsafe fn panels<T: Copy, E: Copy, const K: usize, const R: usize>(
 mod tests {
     use super::*;
     use crate::engine::native::ir::Shape;
+
+    /// Writes the panels of pixels `p0..p0 + n` for `group` with [`im2col`] and with
+    /// [`by_pixels`] and compares every lane that holds a pixel (`lane_of` maps an offset
+    /// inside a panel to its lane).
+    #[allow(clippy::too_many_arguments)]
+    fn same<T: Copy + Default + PartialEq + std::fmt::Debug, const K4: bool>(
+        win: &Window,
+        x: &[T],
+        pad: &[T],
+        group: usize,
+        (p0, n): (usize, usize),
+        r: usize,
+        len: usize,
+        lane_of: impl Fn(usize) -> usize,
+    ) {
+        let cg = win.cin_g;
+        let size = n.div_ceil(r) * len;
+        let (mut a, mut b) = (vec![T::default(); size], vec![T::default(); size]);
+        let group_pad = &pad[group * cg..(group + 1) * cg];
+        let (src, c_off) = (x.as_ptr(), group * cg);
+        unsafe {
+            im2col::<T, K4>(win, src, pad, group, p0, n, r, len, a.as_mut_ptr());
+            by_pixels::<T, K4>(win, src, group_pad, c_off, p0, n, r, len, b.as_mut_ptr());
+        }
+        for i in 0..size {
+            if (i / len) * r + lane_of(i % len) < n {
+                assert_eq!(a[i], b[i], "K4 {K4} r {r} group {group} at {i}");
+            }
+        }
+    }
 
     /// The panel writer fills every lane of the reference's pixels with the reference's
     /// values, in both layouts, at every width it handles, with padding, strides, groups
@@ -262,71 +300,8 @@ mod tests {
                 for group in 0..groups {
                     let (p0, n) = (1, oh * ow - 1);
                     let len = win.k().div_ceil(4) * 4 * r;
-                    let panels = n.div_ceil(r);
-                    let valid = |i: usize, lane_of: &dyn Fn(usize) -> usize| {
-                        let j = (i / len) * r + lane_of(i % len);
-                        j < n
-                    };
-                    unsafe {
-                        let mut a = vec![0f32; panels * len];
-                        let mut b = vec![0f32; panels * len];
-                        im2col::<f32, false>(
-                            &win,
-                            xf.as_ptr(),
-                            &padf,
-                            group,
-                            p0,
-                            n,
-                            r,
-                            len,
-                            a.as_mut_ptr(),
-                        );
-                        by_pixels::<f32, false>(
-                            &win,
-                            xf.as_ptr(),
-                            &padf[group * cg..(group + 1) * cg],
-                            group * cg,
-                            p0,
-                            n,
-                            r,
-                            len,
-                            b.as_mut_ptr(),
-                        );
-                        for i in 0..a.len() {
-                            if valid(i, &|o| o % r) {
-                                assert_eq!(a[i], b[i], "f32 r {r} group {group} at {i}");
-                            }
-                        }
-                        let mut a = vec![0i8; panels * len];
-                        let mut b = vec![0i8; panels * len];
-                        im2col::<i8, true>(
-                            &win,
-                            x.as_ptr(),
-                            &pad,
-                            group,
-                            p0,
-                            n,
-                            r,
-                            len,
-                            a.as_mut_ptr(),
-                        );
-                        by_pixels::<i8, true>(
-                            &win,
-                            x.as_ptr(),
-                            &pad[group * cg..(group + 1) * cg],
-                            group * cg,
-                            p0,
-                            n,
-                            r,
-                            len,
-                            b.as_mut_ptr(),
-                        );
-                        for i in 0..a.len() {
-                            if valid(i, &|o| (o / 4) % r) {
-                                assert_eq!(a[i], b[i], "i8 r {r} group {group} at {i}");
-                            }
-                        }
-                    }
+                    same::<f32, false>(&win, &xf, &padf, group, (p0, n), r, len, |o| o % r);
+                    same::<i8, true>(&win, &x, &pad, group, (p0, n), r, len, |o| (o / 4) % r);
                 }
             }
         }

@@ -308,18 +308,11 @@ impl NativeNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::synth::{iresnet, retinaface};
+    use crate::tools::synth::{iresnet, retinaface, Rng};
 
     fn image(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect()
     }
 
     fn planned(bytes: &[u8], side: usize, threads: usize) -> plan::Plan {
