@@ -7,10 +7,12 @@
 //! so a crash or a kill leaves the complete old file or the complete new one, never a mix.
 //!
 //! The rule: files that hold patient data or secrets (galleries, saved embeddings, audit logs,
-//! secret keys, saved captures) are readable by their owner only (0600); everything else
-//! (models, manifests, the model cache, public keys, signatures, plots, screen images) is
-//! 0644. The mode is set on the file itself, so it does not depend on the umask; folders are
-//! never created here (they keep the owner's umask).
+//! secret keys, saved captures, screen images: they show a face) are readable by their owner
+//! only (0600); everything else (models, manifests, the model cache, kernel choices,
+//! `revisions.json`, public keys, signatures, plots) is
+//! 0644, lock files included; nothing is world-writable. The mode is set on the file itself,
+//! so it does not depend on the umask. Folders the tool creates ([`create_dir_all`]) are
+//! owner-only (0700) whatever the umask.
 
 use std::fs::File;
 use std::io::Write;
@@ -99,6 +101,41 @@ pub fn open_append(path: &Path, access: Access) -> Result<File> {
     #[cfg(not(unix))]
     let _ = access;
     options.open(path).map_err(|e| Error::io(path, e))
+}
+
+/// Creates the folder `dir` and its missing parents, each new one owner-only (0700) whatever
+/// the umask (a umask can only take bits away). Existing folders keep their modes.
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Opens (creating when missing) the lock file `path` and holds an exclusive advisory lock on
+/// it until the returned handle is dropped; waits while another process holds it. A lock file
+/// the caller created is 0644 whatever the umask (its content is never patient data).
+pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // another user's lock file (for example root's, read by the service) keeps its mode
+    let _ = set_mode(&f, Access::Shared);
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock takes a file descriptor owned by `f` for the call's duration.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
 }
 
 /// Makes the data appended to `file` durable (its content, not every piece of metadata).

@@ -116,9 +116,9 @@ impl RevisionState {
     /// [`Error::Rollback`] unless `allow_older`; newer (or first seen) is recorded atomically.
     /// A marks file that cannot be read or parsed is an error too (fail closed).
     pub fn check(&self, subject: &Subject, revision: u32, allow_older: bool) -> Result<Verdict> {
-        std::fs::create_dir_all(&self.dir)
+        crate::fsio::create_dir_all(&self.dir)
             .map_err(|e| self.fail(format!("cannot create the state folder: {e}")))?;
-        let _lock = lock(&self.dir.join(LOCK_FILE))
+        let _lock = crate::fsio::lock_exclusive(&self.dir.join(LOCK_FILE))
             .map_err(|e| self.fail(format!("cannot lock the state: {e}")))?;
         let path = self.path();
         let mut marks = read_marks(&path)?;
@@ -191,25 +191,6 @@ fn read_marks(path: &Path) -> Result<Marks> {
         return Err(fail(format!("larger than {MAX_STATE_BYTES} bytes")));
     }
     serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))
-}
-
-/// An exclusive advisory lock held until the returned file is dropped (Unix; elsewhere the
-/// atomic rename alone).
-fn lock(path: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock takes a file descriptor we own for the call's duration and no pointers.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(f)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod args;
 mod cmd;
 pub mod exit;
+pub(crate) mod out;
 mod report;
 mod resolve;
 

@@ -5,6 +5,7 @@ use gestalt_edge::bundle::Bundle;
 use gestalt_edge::engine::cache::CacheStatus;
 use gestalt_edge::eval::EvalReport;
 use gestalt_edge::pipeline::Prediction;
+use gestalt_edge::Error;
 
 /// Warns on stderr about model-cache entries (and the native kernel-choice file) that were
 /// damaged or could not be written.
@@ -44,6 +45,45 @@ pub fn cache_state(bundle: &Bundle) -> &'static str {
     }
 }
 
+/// `text` safe for a terminal: control characters (escape sequences among them) and the
+/// bidirectional overrides, embeddings, isolates and marks (U+202A-E, U+2066-9, U+200E-F,
+/// U+061C), which could make a table show another name than the gallery holds, are written
+/// escaped (`\u{1b}`, `\u{202e}`); everything else as it is.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// An error as `run` prints it: in full with `verbose`, else without anything that can name
+/// a patient (a photo's path or file name; clinics name files after patients). Errors about
+/// the bundle, the gallery or the device name only the deployment's files and stay whole.
+pub fn error_brief(e: &Error, verbose: bool) -> String {
+    if verbose {
+        return e.to_string();
+    }
+    match e {
+        Error::NoFace { .. } => "no face found (--verbose names the photo)".into(),
+        Error::Image { .. } => "the photo could not be used (--verbose says why)".into(),
+        Error::Io { source, .. } => format!("{source} (--verbose names the file)"),
+        Error::Usage(_) => "the input was refused (--verbose says why)".into(),
+        other => other.to_string(),
+    }
+}
+
 fn opt(v: Option<u32>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -69,13 +109,13 @@ fn syndrome_rows(list: &[gestalt_edge::rank::SyndromeHit]) -> String {
         s += &format!(
             "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4} {:>11}  {} ({})\n",
             i + 1,
-            h.syndrome_name,
+            clean(&h.syndrome_name),
             opt(h.omim_id),
             h.distance,
             h.gestalt_score,
             pp4,
-            h.image_id,
-            h.subject_id
+            clean(&h.image_id),
+            clean(&h.subject_id)
         );
     }
     s
@@ -105,8 +145,8 @@ pub fn explanation_lines(e: Option<&[gestalt_edge::rank::explain::Explanation]>)
             .collect();
         s += &format!(
             "  why {} ({}): {}; views: {}\n",
-            x.syndrome_name,
-            x.image_id,
+            clean(&x.syndrome_name),
+            clean(&x.image_id),
             models.join(", "),
             views.join(", ")
         );
@@ -120,13 +160,17 @@ pub fn fused_table(p: &gestalt_edge::pipeline::FusedPrediction) -> String {
         "{} photos fused ({} skipped); model {} [bundle {}], gallery {}, {} images compared\n",
         p.images.len(),
         p.skipped.len(),
-        p.model_version,
+        clean(&p.model_version),
         p.bundle_id,
-        p.gallery_version,
+        clean(&p.gallery_version),
         p.images_compared
     );
     for im in &p.images {
-        s += &format!("  photo: {} (face score {:.2})\n", im.image, im.face.score);
+        s += &format!(
+            "  photo: {} (face score {:.2})\n",
+            clean(&im.image),
+            im.face.score
+        );
     }
     s += &syndrome_rows(&p.suggested_syndromes_list);
     if p.images.len() > 1 {
@@ -147,7 +191,12 @@ pub fn prediction_table(p: &Prediction) -> String {
     };
     s += &format!(
         "{}: {faces} found (analysed score {:.2}); model {} [bundle {}], gallery {}, {} images compared\n",
-        p.image, p.face.score, p.model_version, p.bundle_id, p.gallery_version, p.images_compared
+        clean(&p.image),
+        p.face.score,
+        clean(&p.model_version),
+        p.bundle_id,
+        clean(&p.gallery_version),
+        p.images_compared
     );
     s += &syndrome_rows(&p.suggested_syndromes_list);
     s += &explanation_lines(p.explanation.as_deref());
@@ -155,7 +204,7 @@ pub fn prediction_table(p: &Prediction) -> String {
         let genes: Vec<String> = p
             .suggested_genes_list
             .iter()
-            .map(|g| format!("{} ({:.4})", g.gene_name, g.distance))
+            .map(|g| format!("{} ({:.4})", clean(&g.gene_name), g.distance))
             .collect();
         s += &format!("  genes: {}\n", genes.join(", "));
     }
@@ -210,4 +259,26 @@ pub fn eval_table(r: &EvalReport, title: &str) -> String {
     }
     s += "top-k mean accuracy in percent (per syndrome, then the mean over syndromes)\n";
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cannot_move_the_cursor_or_reverse_the_table() {
+        assert_eq!(clean("Kabuki syndrome 1"), "Kabuki syndrome 1");
+        assert_eq!(clean("Ångström-Syndrom é"), "Ångström-Syndrom é");
+        assert_eq!(clean("x\u{1b}[2Jy"), "x\\u{1b}[2Jy");
+        assert_eq!(clean("a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(clean("\u{202e}evil\u{2066}"), "\\u{202e}evil\\u{2066}");
+        assert_eq!(clean("\u{9b}31m"), "\\u{9b}31m");
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{2067}', '\u{2068}', '\u{2069}',
+            '\u{200e}', '\u{200f}', '\u{61c}',
+        ] {
+            let s = clean(&format!("a{c}b")).into_owned();
+            assert!(!s.contains(c), "{c:?} left in {s:?}");
+        }
+    }
 }

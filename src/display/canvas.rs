@@ -65,8 +65,8 @@ impl DrawTarget for PngCanvas {
     }
 }
 
-/// Writes `img` to `path` as PNG atomically ([`crate::fsio`]): a screen image is
-/// [`Access::Shared`], a saved capture (a patient's photo) [`Access::Private`].
+/// Writes `img` to `path` as PNG atomically ([`crate::fsio`]) with `access`: a screen image
+/// or a saved capture shows a patient, so the callers pass [`Access::Private`].
 pub fn write_png_atomic(img: &RgbImage, path: &Path, access: Access) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(
@@ -115,7 +115,8 @@ impl PngScreen {
 impl Screen for PngScreen {
     fn show(&mut self, scene: &Scene) -> Result<()> {
         let img = PngCanvas::render(self.size.0, self.size.1, scene);
-        write_png_atomic(&img, &self.path, Access::Shared)
+        // the result screen shows the patient's face and ranked syndromes: patient data
+        write_png_atomic(&img, &self.path, Access::Private)
     }
 
     fn size(&self) -> (u32, u32) {

@@ -170,7 +170,7 @@ impl ModelCache {
     /// Writes the entry for `key` atomically (temporary file in the cache folder, fsync,
     /// rename, folder fsync); creates the folder when missing. Returns the entry's path.
     pub fn write(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir)?;
+        crate::fsio::create_dir_all(&self.dir)?;
         let path = self.entry_path(key);
         crate::fsio::write_atomic_with(&path, crate::fsio::Access::Shared, |w| {
             w.write_all(&header(key, payload))?;

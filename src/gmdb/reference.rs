@@ -141,8 +141,9 @@ impl EncodingTable {
             }
             let line = record.position().map(|p| p.line()).unwrap_or(0);
             let get = |i: usize| record.get(i).unwrap_or("");
-            let name = get(c_img);
-            let model = get(c_model);
+            // a cell the tool neutralised for spreadsheets reads back as it was written
+            let name = unneutralise(get(c_img));
+            let model = unneutralise(get(c_model));
             if name.is_empty() || model.is_empty() {
                 return Err(err(path, line, "empty img_name or model"));
             }
@@ -260,22 +261,59 @@ impl EncodingTable {
     }
 }
 
+/// A cell as the encodings CSV stores it: a cell that a spreadsheet would run as a formula
+/// (beginning with `=`, `+`, `-` or `@`) gets a leading `'`, the usual neutralisation, and so
+/// does a cell that already begins with `'` followed by one of those, so [`unneutralise`]
+/// gives every name back exactly.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |c: Option<char>| matches!(c, Some('=' | '+' | '-' | '@'));
+    let mut chars = cell.chars();
+    let first = chars.next();
+    if risky(first) || (first == Some('\'') && (risky(chars.next()) || cell.starts_with("''"))) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// The inverse of [`neutralise`]: one leading `'` before `=`, `+`, `-`, `@` or `'` is dropped.
+pub fn unneutralise(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if matches!(rest.chars().next(), Some('=' | '+' | '-' | '@' | '\'')) => rest,
+        _ => cell,
+    }
+}
+
 /// Writes `images` (name, embeddings) as a reference encodings CSV to `path` atomically
-/// ([`crate::fsio`]; embeddings of patients' photos: owner-only, 0600). `class_conf` is written as `[0]` (no classifier head).
+/// ([`crate::fsio`]; embeddings of patients' photos: owner-only, 0600), through the csv crate:
+/// a name holding `;`, a quote or a line break is quoted, and a name a spreadsheet would run
+/// as a formula is neutralised ([`neutralise`]); [`EncodingTable::read`] reads every name
+/// back as it was. `class_conf` is written as `[0]` (no classifier head).
 pub fn write_encodings(path: &Path, images: &[(String, Embeddings)]) -> Result<()> {
     crate::fsio::write_atomic_with(path, crate::fsio::Access::Private, |w| {
-        writeln!(w, "img_name;model;flip;gray;class_conf;representations")?;
+        let mut csv = csv::WriterBuilder::new().delimiter(b';').from_writer(w);
+        csv.write_record([
+            "img_name",
+            "model",
+            "flip",
+            "gray",
+            "class_conf",
+            "representations",
+        ])?;
         for (name, emb) in images {
             for (k, v) in &emb.entries {
                 let json = serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-                writeln!(
-                    w,
-                    "{name};{};{};{};[0];{json}",
-                    k.model, k.flip as u8, k.gray as u8
-                )?;
+                csv.write_record([
+                    neutralise(name).as_ref(),
+                    neutralise(&k.model).as_ref(),
+                    if k.flip { "1" } else { "0" },
+                    if k.gray { "1" } else { "0" },
+                    "[0]",
+                    &json,
+                ])?;
             }
         }
-        Ok(())
+        csv.flush()
     })
 }
 
@@ -491,6 +529,61 @@ mod tests {
 
     fn table(text: &str) -> Result<EncodingTable> {
         EncodingTable::from_reader(text.as_bytes(), Path::new("enc.csv"))
+    }
+
+    /// Names with the CSV's delimiter, quotes, line breaks and formula openers are written
+    /// quoted and neutralised, and read back exactly as they were.
+    #[test]
+    fn written_encodings_round_trip_odd_names_and_neutralise_formulas() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("enc.csv");
+        let names = [
+            "a;b.jpg",
+            "line\nbreak.jpg",
+            "=HYPERLINK(\"x\").jpg",
+            "+1.jpg",
+            "-2.jpg",
+            "@sum.jpg",
+            "'=already.jpg",
+            "''.jpg",
+            "'plain.jpg",
+            "quote\"in.jpg",
+            "normal_1.jpg",
+        ];
+        let images: Vec<(String, Embeddings)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut e = Embeddings::default();
+                e.entries.push((
+                    Key {
+                        model: "m0".into(),
+                        flip: false,
+                        gray: false,
+                    },
+                    vec![i as f32 + 0.5, -1.0],
+                ));
+                (n.to_string(), e)
+            })
+            .collect();
+        write_encodings(&path, &images).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // no cell starts with a formula opener
+        for line in text.lines() {
+            for cell in line.split(';') {
+                let cell = cell.trim_start_matches('"');
+                assert!(
+                    !cell.starts_with(['=', '+', '@']),
+                    "unneutralised cell {cell:?} in {text}"
+                );
+            }
+        }
+        let t = EncodingTable::read(&path).unwrap();
+        let back: Vec<&str> = t.images.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(back, names);
+        for (i, im) in t.images.iter().enumerate() {
+            assert_eq!(im.embeddings.entries[0].1, vec![i as f32 + 0.5, -1.0]);
+        }
     }
 
     const HEAD: &str = "img_name;model;flip;gray;class_conf;representations\n";

@@ -248,7 +248,7 @@ pub fn quantize_bundle(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    crate::fsio::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let staging = tempfile::Builder::new()
         .prefix(".gestalt-edge-quantize-")
         .tempdir_in(&out_dir)

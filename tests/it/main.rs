@@ -23,6 +23,7 @@ mod model_cache;
 mod native_engine;
 mod no_network;
 mod ort_backend;
+mod outputs;
 mod parity;
 mod perf_models;
 mod reference_export;

@@ -6,6 +6,7 @@
 //! alignment, every embedding, ranking), reporting the median of each stage. With
 //! `--compare`, the embedding stage is also run on 1 thread and as one batch per model.
 
+use crate::cli::out::outln;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -394,19 +395,25 @@ pub fn run(a: BenchArgs) -> Result<i32> {
 
 fn print_report(r: &Report, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
-    println!(
+    outln!(
         "{} ({} engine, {} threads, gallery {} images, median of {}; load average {:.2})",
-        r.bundle, r.backend, r.threads, r.gallery_size, r.repeat, r.load_average[0]
+        r.bundle,
+        r.backend,
+        r.threads,
+        r.gallery_size,
+        r.repeat,
+        r.load_average[0]
     );
     if !r.face_found {
-        println!("  no face found: detection timed alone, the frame centre embedded");
+        outln!("  no face found: detection timed alone, the frame centre embedded");
     }
-    println!(
+    outln!(
         "  model cache {}, {} model(s) loaded side by side",
-        r.cold_start_cache, r.load_threads
+        r.cold_start_cache,
+        r.load_threads
     );
     let rows = [
         ("cold start", r.cold_start_ms),
@@ -419,18 +426,24 @@ fn print_report(r: &Report, json: bool) {
         ("full photo", r.full_photo_ms),
     ];
     for (name, v) in rows {
-        println!("  {name:<20} {v:>10.1} ms");
+        outln!("  {name:<20} {v:>10.1} ms");
     }
-    println!(
+    outln!(
         "  {:<20} {:>10.1} GMAC/s ({:.1} GMAC per photo)",
-        "compute", r.gmac_per_s, r.gmac_per_photo
+        "compute",
+        r.gmac_per_s,
+        r.gmac_per_photo
     );
-    println!(
+    outln!(
         "  {:<20} {:>10.1} MB (after load {:.1} MB, {:.1} MB of it handed back; steady {:.1} MB)",
-        "peak RSS", r.peak_rss_mb, r.rss_after_load_mb, r.rss_released_at_load_mb, r.rss_steady_mb
+        "peak RSS",
+        r.peak_rss_mb,
+        r.rss_after_load_mb,
+        r.rss_released_at_load_mb,
+        r.rss_steady_mb
     );
     for m in &r.models {
-        println!(
+        outln!(
             "  {:<20} {:>10.1} ms/pass {:>7.1} GMAC/s  {}{}{}",
             m.model,
             m.pass_ms,
@@ -445,7 +458,7 @@ fn print_report(r: &Report, json: bool) {
         );
     }
     if let Some(c) = &r.compare {
-        println!(
+        outln!(
             "  embed: 1 thread {:.1} ms, {} threads {:.1} ms (x{:.2}), batched per model {:.1} ms (x{:.2} of threaded)",
             c.embed_1_thread_ms,
             r.threads,
@@ -456,7 +469,7 @@ fn print_report(r: &Report, json: bool) {
         );
     }
     if let Some(g) = &r.gallery_search {
-        println!(
+        outln!(
             "  gallery search ({} images, {} path): flat {:.1} ms, indexed {:.1} ms (x{:.1}), \
              {} exact scores, index {} B/image built in {:.0} ms, certified {}, same top-5 {}",
             g.images,
@@ -471,10 +484,15 @@ fn print_report(r: &Report, json: bool) {
             g.same_top5_as_flat
         );
         if let Some(c) = &g.capped {
-            println!(
+            outln!(
                 "  capped search (at most {} exact scores): {:.1} ms, same top-5 syndromes \
                  {}/{}, certified {}/{}",
-                c.max_exact, c.rank_ms, c.same_top5_syndromes, g.queries, c.certified, g.queries
+                c.max_exact,
+                c.rank_ms,
+                c.same_top5_syndromes,
+                g.queries,
+                c.certified,
+                g.queries
             );
         }
     }

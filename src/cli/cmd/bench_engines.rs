@@ -5,6 +5,7 @@
 //! of one bench (engine, kernels, one timed pass, GMAC/s) and the MAC count of a bundle
 //! loaded on onnxruntime (which has no cost model), taken from tract.
 
+use crate::cli::out::outln;
 use std::path::Path;
 use std::process::Command;
 
@@ -248,7 +249,7 @@ pub fn run_engines(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
     }
     out.insert("ratios".into(), Value::Object(ratios));
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
         );
@@ -269,7 +270,7 @@ fn ratio_pairs(engine: BenchEngineArg, children: &[Child]) -> Vec<(usize, usize)
 }
 
 fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
-    println!(
+    outln!(
         "{} ({} threads, gallery {} images, median of {}; each engine in its own process)",
         a.bundle.display(),
         settings.threads,
@@ -280,17 +281,17 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
     for c in children {
         head += &format!(" {:>14}", c.label);
     }
-    println!("{head}");
+    outln!("{head}");
     for row in 0..children[0].timings.rows().len() {
         let mut line = format!("  {:<20}", children[0].timings.rows()[row].1);
         for c in children {
             line += &format!(" {:>14.1}", c.timings.rows()[row].2);
         }
-        println!("{line}");
+        outln!("{line}");
     }
     for (x, y) in ratio_pairs(a.engine, children) {
         let r = ratio(children[x].timings.embed_ms, children[y].timings.embed_ms);
-        println!(
+        outln!(
             "  embed_ms {} / {}: {}",
             children[x].label,
             children[y].label,
@@ -306,7 +307,7 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
                 .flatten()
                 .filter_map(|k| k.as_str())
                 .collect();
-            println!(
+            outln!(
                 "  {:<14} {:<10} {:>8.1} ms/pass {:>6.1} GMAC/s  {}{}",
                 c.label,
                 m["model"].as_str().unwrap_or(""),
@@ -321,5 +322,5 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
             );
         }
     }
-    println!("  load average {:.2}", load_average()[0]);
+    outln!("  load average {:.2}", load_average()[0]);
 }

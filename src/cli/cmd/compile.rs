@@ -4,6 +4,7 @@
 //! parsing. The cache folder comes from `--cache-dir`, else the per-user default
 //! ([`resolve::default_cache_dir`]).
 
+use crate::cli::out::outln;
 use std::time::Instant;
 
 use gestalt_edge::bundle::{Bundle, LoadOptions};
@@ -79,9 +80,9 @@ pub fn run(a: CompileArgs) -> Result<i32> {
             models: reports,
             native: native.as_ref(),
         };
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
-        println!(
+        outln!(
             "{} (bundle {}) -> {} in {load_ms:.0} ms",
             a.bundle.display(),
             bundle.id,
@@ -103,7 +104,7 @@ pub fn run(a: CompileArgs) -> Result<i32> {
                 .entry
                 .as_ref()
                 .map_or(String::new(), |p| format!(" {}", p.display()));
-            println!(
+            outln!(
                 "  {}: {what}{entry} ({:.1} MB)",
                 r.model.display(),
                 r.bytes as f64 / 1e6
@@ -116,16 +117,16 @@ pub fn run(a: CompileArgs) -> Result<i32> {
 
 fn print_native(outcome: Option<&Outcome>, manifest: &std::path::Path) {
     let Some(outcome) = outcome else { return };
-    println!("native engine:");
+    outln!("native engine:");
     for r in &outcome.models {
         match (&r.compiled, &r.not_compiled) {
-            (Some(file), _) => println!(
+            (Some(file), _) => outln!(
                 "  {}: compiled {} ({:.1} MB), pinned in the manifest",
                 r.entry,
                 file.display(),
                 r.bytes as f64 / 1e6
             ),
-            (None, why) => println!(
+            (None, why) => outln!(
                 "  {}: runs on tract: {}",
                 r.entry,
                 why.as_deref().unwrap_or("not compiled")
@@ -137,7 +138,7 @@ fn print_native(outcome: Option<&Outcome>, manifest: &std::path::Path) {
         manifest.file_name().unwrap_or_default().to_string_lossy()
     ));
     if outcome.manifest_changed && sig.exists() {
-        println!(
+        outln!(
             "  the manifest changed: {} no longer matches; sign it again (gestalt-edge sign --key SECRET --file {})",
             sig.display(),
             manifest.display()
@@ -156,9 +157,9 @@ fn native_only(a: &CompileArgs) -> Result<i32> {
             "compile_ms": ms,
             "native": outcome,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("{} in {ms:.0} ms", a.bundle.display());
+        outln!("{} in {ms:.0} ms", a.bundle.display());
         print_native(Some(&outcome), &a.bundle);
     }
     Ok(0)

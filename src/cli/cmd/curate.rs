@@ -3,6 +3,7 @@
 //! `gestalt_edge::gallery::curate`; this file parses flags, writes the file atomically with
 //! the revision one higher, and says what changed.
 
+use crate::cli::out::outln;
 use std::path::{Path, PathBuf};
 
 use gestalt_edge::gallery::curate::Removed;
@@ -10,6 +11,7 @@ use gestalt_edge::gallery::Gallery;
 use gestalt_edge::{Error, Result};
 
 use crate::cli::args::{ListArgs, RelabelArgs, RemoveArgs};
+use crate::cli::report;
 
 /// Writes the edited gallery with the revision one higher; a signature beside it no
 /// longer matches, which the operator is told.
@@ -48,7 +50,7 @@ pub fn remove(a: RemoveArgs) -> Result<i32> {
         _ => return Err(Error::Usage("give --subject or --image".into())),
     };
     save(&mut g, &a.gallery)?;
-    println!(
+    outln!(
         "removed {} from {}: now {} images, {} subjects, revision {}",
         describe(&removed),
         a.gallery.display(),
@@ -83,7 +85,7 @@ pub fn relabel(a: RelabelArgs) -> Result<i32> {
             removed.syndromes.join(", ")
         );
     }
-    println!("{line}");
+    outln!("{line}");
     Ok(0)
 }
 
@@ -97,28 +99,28 @@ pub fn list(a: ListArgs) -> Result<i32> {
             "images": g.len(),
             "subjects": subjects,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
-    println!("{:<24} {:>6}  labels (OMIM)", "subject", "images");
+    outln!("{:<24} {:>6}  labels (OMIM)", "subject", "images");
     for s in &subjects {
         let labels: Vec<String> = s
             .labels
             .iter()
             .zip(&s.omim_ids)
             .map(|(l, o)| match o {
-                Some(o) => format!("{l} ({o})"),
-                None => l.clone(),
+                Some(o) => format!("{} ({o})", report::clean(l)),
+                None => report::clean(l).into_owned(),
             })
             .collect();
-        println!(
+        outln!(
             "{:<24} {:>6}  {}",
-            s.subject_id,
+            report::clean(&s.subject_id),
             s.images,
             labels.join("; ")
         );
     }
-    println!(
+    outln!(
         "{} subjects, {} images, revision {}",
         subjects.len(),
         g.len(),

@@ -3,6 +3,7 @@
 //!
 //! Nothing is printed or written until the whole evaluation has succeeded.
 
+use crate::cli::out::{out, outln};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -264,7 +265,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     if a.json {
         let mut v = report_json(&report, source);
         v["group_by_subject"] = serde_json::json!(a.group_by_subject);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         let names: Vec<String> = a
             .gallery_images
@@ -281,7 +282,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
                 ""
             }
         );
-        print!("{}", report::eval_table(&report, &title));
+        out!("{}", report::eval_table(&report, &title));
     }
     Ok(0)
 }
@@ -327,26 +328,36 @@ fn run_verify(a: &EvalArgs, pairs_path: &Path) -> Result<i32> {
         reference::write_encodings(path, &all)?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         return Ok(0);
     }
-    println!(
+    outln!(
         "verification on {} pairs ({} same person, {} different), bundle {}",
-        r.pairs, r.positives, r.negatives, an.bundle.id
+        r.pairs,
+        r.positives,
+        r.negatives,
+        an.bundle.id
     );
-    println!("ROC AUC:                   {:.4}", r.roc_auc);
-    println!(
+    outln!("ROC AUC:                   {:.4}", r.roc_auc);
+    outln!(
         "accuracy at best threshold: {:.2} % (similarity >= {:.4} means same person)",
-        r.accuracy_at_best_threshold, r.best_threshold
+        r.accuracy_at_best_threshold,
+        r.best_threshold
     );
-    println!(
+    outln!(
         "{:<28} {:<28} {:>5} {:>10}",
-        "image_a", "image_b", "same", "similarity"
+        "image_a",
+        "image_b",
+        "same",
+        "similarity"
     );
     for s in &r.scores {
-        println!(
+        outln!(
             "{:<28} {:<28} {:>5} {:>10.4}",
-            s.image_a, s.image_b, s.same as u8, s.similarity
+            s.image_a,
+            s.image_b,
+            s.same as u8,
+            s.similarity
         );
     }
     Ok(0)

@@ -5,14 +5,13 @@
 //! photos may not show one person. Exit 0 when at least one photo was fused, else the code
 //! of the first failure.
 
-use std::io::Write;
-
 use gestalt_edge::pipeline;
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::Result;
 
 use crate::cli::args::PredictArgs;
 use crate::cli::exit;
+use crate::cli::out::{out, outln};
 use crate::cli::report;
 use crate::cli::resolve::Session;
 
@@ -66,16 +65,10 @@ pub fn run(
     if a.explain {
         pipeline::explain_fused(&mut p, matcher.gallery());
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     if a.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&p).unwrap_or_default()
-        );
+        outln!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
     } else {
-        let _ = write!(out, "{}", report::fused_table(&p));
+        out!("{}", report::fused_table(&p));
     }
     Ok(0)
 }

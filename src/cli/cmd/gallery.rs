@@ -1,5 +1,6 @@
 //! `gestalt-edge gallery build | add | inspect`.
 
+use crate::cli::out::outln;
 use std::path::{Path, PathBuf};
 
 use gestalt_edge::gallery::labels::{self, read_labels};
@@ -90,7 +91,7 @@ pub fn build(a: BuildArgs) -> Result<i32> {
     }
     gallery.write_atomic(&a.out)?;
     let s = gallery.summary();
-    println!(
+    outln!(
         "wrote {}: {} images, {} subjects, {} syndromes, {} genes ({} skipped); bundle {}, {} storage, {} bytes",
         a.out.display(),
         s.images,
@@ -132,7 +133,7 @@ pub fn add(a: AddArgs) -> Result<i32> {
     gallery.bump_revision()?;
     gallery.add(&case, &face.embeddings)?;
     gallery.write_atomic(&a.gallery)?;
-    println!(
+    outln!(
         "added {image_id} ({}) to {}: now {} images, revision {}",
         a.label,
         a.gallery.display(),
@@ -147,27 +148,28 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
     let gallery = Gallery::read(&a.file)?;
     let s = gallery.summary();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
         return Ok(0);
     }
-    println!("gallery:         {}", a.file.display());
-    println!("format version:  {}", s.format_version);
-    println!(
+    outln!("gallery:         {}", a.file.display());
+    outln!("format version:  {}", s.format_version);
+    outln!(
         "gallery version: {} (revision {})",
-        s.gallery_version, s.revision
+        crate::cli::report::clean(&s.gallery_version),
+        s.revision
     );
-    println!("bundle id:       {}", s.bundle_id);
-    println!("storage:         {}", s.storage);
-    println!("images:          {}", s.images);
-    println!("subjects:        {}", s.subjects);
-    println!("syndromes:       {}", s.syndromes);
-    println!("genes:           {}", s.genes);
+    outln!("bundle id:       {}", s.bundle_id);
+    outln!("storage:         {}", s.storage);
+    outln!("images:          {}", s.images);
+    outln!("subjects:        {}", s.subjects);
+    outln!("syndromes:       {}", s.syndromes);
+    outln!("genes:           {}", s.genes);
     let keys: Vec<String> = s
         .keys
         .iter()
         .map(|k| format!("{} ({})", k.key, k.width))
         .collect();
-    println!("keys:            {}", keys.join(", "));
-    println!("file size:       {} bytes", s.file_size_bytes);
+    outln!("keys:            {}", keys.join(", "));
+    outln!("file size:       {} bytes", s.file_size_bytes);
     Ok(0)
 }

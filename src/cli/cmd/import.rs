@@ -1,6 +1,7 @@
 //! `gestalt-edge gallery import`: the reference's encodings CSV, image list and syndromes
 //! TSV (what GMDB holders have) in, a gallery file out (written atomically).
 
+use crate::cli::out::outln;
 use gestalt_edge::bundle;
 use gestalt_edge::gallery::{KeySpec, Storage};
 use gestalt_edge::gmdb::import::{import, parse_mapping, ImportRequest};
@@ -64,7 +65,7 @@ pub fn run(a: ImportArgs) -> Result<i32> {
             "summary": s,
             "import": report,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
     for m in &report.ignored_models {
@@ -79,7 +80,7 @@ pub fn run(a: ImportArgs) -> Result<i32> {
     for r in &report.renamed_syndromes {
         eprintln!("note: syndrome name shared by several ids, stored as '{r}'");
     }
-    println!(
+    outln!(
         "wrote {}: {} images, {} subjects, {} syndromes, {} genes; {} keys per image; bundle {}, {} storage, {} bytes",
         a.out.display(),
         s.images,

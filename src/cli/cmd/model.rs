@@ -3,6 +3,7 @@
 //! native engine's compiled files, tract's operator profile, and the native kernels a CPU
 //! runs.
 
+use crate::cli::out::outln;
 use gestalt_edge::tools::synth::{self, Arch};
 use gestalt_edge::{Error, Result};
 
@@ -30,15 +31,15 @@ fn kernels_cmd(a: KernelsListArgs) -> Result<i32> {
         "int8": { "by_features": i8_pick.as_ref().ok(), "candidates": names(Precision::I8) },
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for (what, p, picked) in [
             ("f32", Precision::F32, &f32_pick),
             ("int8", Precision::I8, &i8_pick),
         ] {
             match picked {
-                Ok(k) => println!("{what}: {k} (of {})", names(p).join(", ")),
-                Err(e) => println!("{what}: none ({e})"),
+                Ok(k) => outln!("{what}: {k} (of {})", names(p).join(", ")),
+                Err(e) => outln!("{what}: none ({e})"),
             }
         }
     }
@@ -62,7 +63,7 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
     })?;
     let s = synth::synth(arch, a.seed);
     synth::write_atomic(&a.out, &s.onnx)?;
-    println!(
+    outln!(
         "{}: {} ({:.2} M parameters, {:.2} GMAC per pass, {:.1} MB, sha256 {})",
         a.out.display(),
         arch.name(),
@@ -77,7 +78,7 @@ fn synth_cmd(a: SynthArgs) -> Result<i32> {
 /// Prints one profile as pretty JSON (exit 0).
 fn print_json(p: &impl serde::Serialize) -> Result<i32> {
     let text = serde_json::to_string_pretty(p).map_err(|e| Error::Usage(e.to_string()))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(0)
 }
 
@@ -93,7 +94,7 @@ fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
     if a.json {
         return print_json(&p);
     }
-    println!(
+    outln!(
         "{}: native engine, {} threads, kernels {}; import + plan {:.2} s; one pass {:.1} ms \
          ({:.2} GMAC, {:.1} GMAC/s)",
         a.model.display(),
@@ -104,10 +105,10 @@ fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
         p.macs as f64 / 1e9,
         p.macs as f64 / p.pass_ms.max(1e-9) / 1e6
     );
-    println!("  {:>9} {:>6} {:>8}  step", "ms/pass", "steps", "GMAC/s");
+    outln!("  {:>9} {:>6} {:>8}  step", "ms/pass", "steps", "GMAC/s");
     for g in &p.groups {
         let rate = g.gmac_per_s();
-        println!("  {:>9.2} {:>6} {:>8.1}  {}", g.ms, g.steps, rate, g.label);
+        outln!("  {:>9.2} {:>6} {:>8.1}  {}", g.ms, g.steps, rate, g.label);
     }
     Ok(0)
 }
@@ -122,7 +123,7 @@ fn profile_cmd(a: ProfileArgs) -> Result<i32> {
     if a.json {
         return print_json(&p);
     }
-    println!(
+    outln!(
         "{}: parse {:.2} s, declutter {:.2} s, optimise {:.2} s; one pass {:.1} ms",
         a.model.display(),
         p.load_s[0],
@@ -130,25 +131,27 @@ fn profile_cmd(a: ProfileArgs) -> Result<i32> {
         p.load_s[2],
         p.pass_ms
     );
-    println!(
+    outln!(
         "  {:<32} {:>6} {:>10}",
-        "optimised operator", "nodes", "ms/pass"
+        "optimised operator",
+        "nodes",
+        "ms/pass"
     );
     for o in &p.ops {
-        println!("  {:<32} {:>6} {:>10.2}", o.op, o.nodes, o.ms);
+        outln!("  {:<32} {:>6} {:>10.2}", o.op, o.nodes, o.ms);
     }
-    println!("  slowest nodes:");
+    outln!("  slowest nodes:");
     for (name, op, ms) in &p.slowest {
-        println!("    {ms:>8.2} ms  {op:<24} {name}");
+        outln!("    {ms:>8.2} ms  {op:<24} {name}");
     }
     for (k, n) in &p.kernels {
-        println!("  kernel {k}: {n} products");
+        outln!("  kernel {k}: {n} products");
     }
     let dec: Vec<String> = p
         .decluttered
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    println!("  decluttered: {}", dec.join(", "));
+    outln!("  decluttered: {}", dec.join(", "));
     Ok(0)
 }

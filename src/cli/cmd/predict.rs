@@ -1,13 +1,12 @@
 //! `gestalt-edge predict`: photos in, ranked syndromes out (table or JSON).
 
-use std::io::Write;
-
 use gestalt_edge::pipeline;
 use gestalt_edge::rank::{Matcher, RankOptions};
 use gestalt_edge::{Error, Result};
 
 use crate::cli::args::PredictArgs;
 use crate::cli::exit;
+use crate::cli::out::{out, outln};
 use crate::cli::report;
 use crate::cli::resolve::Settings;
 
@@ -45,8 +44,6 @@ pub fn run(a: PredictArgs) -> Result<i32> {
 
     let mut first_failure = exit::OK;
     let mut json = Vec::new();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     for path in &a.images {
         let result =
             gestalt_edge::capture::load_image(path, &session.settings.limits).and_then(|frame| {
@@ -66,7 +63,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
                 if a.json {
                     json.push(serde_json::to_value(&p).unwrap_or_default());
                 } else {
-                    let _ = write!(out, "{}", report::prediction_table(&p));
+                    out!("{}", report::prediction_table(&p));
                 }
             }
             Err(e) => {
@@ -85,8 +82,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         }
     }
     if a.json {
-        let _ = writeln!(
-            out,
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );

@@ -1,6 +1,7 @@
 //! `gestalt-edge model quantize --bundle IN --calib DIR --out OUT`: post-training int8 of a
 //! whole bundle (`tools::calibrate`), with its progress and agreement report printed.
 
+use crate::cli::out::outln;
 use gestalt_edge::bundle::{Bundle, LoadOptions};
 use gestalt_edge::tools::calibrate::{self, Agreement, QuantizeSettings, Skipped};
 use gestalt_edge::tools::quantize;
@@ -59,24 +60,27 @@ pub fn run(a: QuantizeArgs) -> Result<i32> {
             )
         })?;
     print_agreement(&report.agreement);
-    println!("{}: int8 bundle written", a.out.display());
+    outln!("{}: int8 bundle written", a.out.display());
     Ok(0)
 }
 
 fn print_agreement(g: &Agreement) {
-    println!(
+    outln!(
         "agreement with the float bundle on {} calibration faces:",
         g.faces
     );
     for m in &g.models {
-        println!(
+        outln!(
             "  {:<12} cosine mean {:.5}  min {:.5}  ({} embeddings)",
-            m.model, m.mean, m.min, m.count
+            m.model,
+            m.mean,
+            m.min,
+            m.count
         );
     }
-    println!("  {:<12} cosine mean {:.5}", "all", g.mean);
+    outln!("  {:<12} cosine mean {:.5}", "all", g.mean);
     if let (Some((top1, n)), Some(top5)) = (g.same_top1, g.top5_overlap) {
-        println!(
+        outln!(
             "  leave-one-out ranking among the calibration faces: same top-1 {top1}/{n}, top-5 overlap {:.1}%",
             100.0 * top5
         );

@@ -5,7 +5,7 @@
 //! `gestalt_edge::board::device::run`. Prints each result (table or JSON line) on stdout and
 //! every incident (camera lost, frame skipped, screen failed) on stderr.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -25,6 +25,7 @@ use gestalt_edge::{pipeline, Error, Result};
 
 use crate::cli::args::RunArgs;
 use crate::cli::exit;
+use crate::cli::out::out;
 use crate::cli::report;
 use crate::cli::resolve::Settings;
 
@@ -261,7 +262,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
     };
     let mut triggers = triggers(&board, screen.as_mut());
     let mut sleep = std::thread::sleep;
-    let stdout = std::io::stdout();
     let mut log = |e: &Event| report_event(e, &a);
     let mut io = LoopIo {
         commands: Some(&mut triggers),
@@ -275,7 +275,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
         &settings,
         &mut io,
     );
-    let _ = stdout.lock().flush();
     Ok(match report.end {
         End::Once => match report.last_error {
             Some(e) if report.captures == 0 => exit::code(&e),
@@ -315,14 +314,25 @@ fn report_event(e: &Event, a: &RunArgs) {
             error,
             consecutive,
             retry_in,
-        } => eprintln!(
-            "warning: skipped a frame ({consecutive} in a row): {error}; next frame in {:.1} s",
-            retry_in.as_secs_f32()
-        ),
+        } => {
+            // a photo folder's frames are named after their files: only --verbose shows them
+            let error = if a.verbose {
+                error.to_string()
+            } else {
+                "unusable frame (--verbose names it)".to_string()
+            };
+            eprintln!(
+                "warning: skipped a frame ({consecutive} in a row): {error}; next frame in {:.1} s",
+                retry_in.as_secs_f32()
+            )
+        }
         Event::ScreenFailed { error } => {
             eprintln!("warning: the screen failed: {error}; going on (results on stdout)")
         }
-        Event::DetectFailed { error } => eprintln!("warning: detection failed: {error}"),
+        Event::DetectFailed { error } => eprintln!(
+            "warning: detection failed: {}",
+            report::error_brief(error, a.verbose)
+        ),
         Event::Captured { trigger, quality } => {
             let why = match trigger {
                 Trigger::Steady => "steady face passed the quality gate",
@@ -349,7 +359,6 @@ fn report_event(e: &Event, a: &RunArgs) {
         }
         Event::Result { prediction, frame } => {
             let now = unix_now();
-            let mut out = std::io::stdout().lock();
             let brief = AuditRecord::new(prediction, now);
             let text = match (a.verbose, a.json) {
                 (true, true) => serde_json::to_string(prediction).unwrap_or_default() + "\n",
@@ -357,8 +366,7 @@ fn report_event(e: &Event, a: &RunArgs) {
                 (false, true) => serde_json::to_string(&brief).unwrap_or_default() + "\n",
                 (false, false) => brief_table(&brief),
             };
-            let _ = write!(out, "{text}");
-            let _ = out.flush();
+            out!("{text}");
             if let Some(log) = &a.audit_log {
                 if let Err(err) = audit::append(log, &AuditRecord::new(prediction, now)) {
                     eprintln!("warning: audit log: {err}");
@@ -374,7 +382,9 @@ fn report_event(e: &Event, a: &RunArgs) {
                 }
             }
         }
-        Event::AnalysisFailed { error } => eprintln!("error: {error}"),
+        Event::AnalysisFailed { error } => {
+            eprintln!("error: {}", report::error_brief(error, a.verbose))
+        }
     }
 }
 
@@ -383,7 +393,10 @@ fn report_event(e: &Event, a: &RunArgs) {
 fn brief_table(r: &AuditRecord) -> String {
     let mut s = format!(
         "result {}: model {} [bundle {}], gallery {}\n",
-        r.time, r.model_version, r.bundle_id, r.gallery_version
+        r.time,
+        report::clean(&r.model_version),
+        r.bundle_id,
+        report::clean(&r.gallery_version)
     );
     s += &format!(
         "  {:>2}  {:<32} {:>8} {:>9} {:>8}\n",
@@ -393,7 +406,7 @@ fn brief_table(r: &AuditRecord) -> String {
         s += &format!(
             "  {:>2}  {:<32} {:>8} {:>9.4} {:>8.4}\n",
             i + 1,
-            h.syndrome_name,
+            report::clean(&h.syndrome_name),
             h.omim_id.map_or_else(|| "-".to_string(), |n| n.to_string()),
             h.distance,
             h.gestalt_score

@@ -1,6 +1,7 @@
 //! `gestalt-edge sign`: make an ed25519 key pair, sign a file (detached `FILE.sig`), or check
 //! a signature. Signing happens on a workstation; the device only holds the public key.
 
+use crate::cli::out::outln;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ pub fn run(a: SignArgs) -> Result<i32> {
             let (role, revision) = sign::describe(&bytes, f)?;
             let signed = sign::verify_detached(&key, role, &bytes, f)?;
             sign::check_revision(f, signed, revision)?;
-            println!(
+            outln!(
                 "{}: signature OK ({} revision {revision}, key {})",
                 f.display(),
                 role.name(),
@@ -44,7 +45,7 @@ pub fn run(a: SignArgs) -> Result<i32> {
             key.sign(role, revision, &bytes).as_bytes(),
             false,
         )?;
-        println!(
+        outln!(
             "signed {} {} revision {revision} ({} bytes) with key {}: wrote {}",
             role.name(),
             f.display(),
@@ -89,7 +90,7 @@ fn generate(out: &Path) -> Result<i32> {
     let public: PublicKey = secret.public();
     sign::write_file_atomic(out, secret.to_text().as_bytes(), true)?;
     sign::write_file_atomic(&public_path, public.to_text().as_bytes(), false)?;
-    println!(
+    outln!(
         "wrote secret key {} (keep it off the device) and public key {} (fingerprint {})",
         out.display(),
         public_path.display(),

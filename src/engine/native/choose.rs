@@ -133,7 +133,7 @@ impl Measured {
             text.push_str(&format!("{p} {m} {k} {n} {name}\n"));
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::fsio::create_dir_all(dir)?;
         }
         // the crate's one atomic writer: a private temporary name, fsynced, renamed
         crate::fsio::write_atomic(path, text.as_bytes(), crate::fsio::Access::Shared)
