@@ -328,7 +328,7 @@ pub struct RunArgs {
 /// Inference engine of `bench`: one, or each in its own process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchEngineArg {
-    /// The native engine (the default).
+    /// The native engine.
     Native,
     /// tract-onnx.
     Tract,
@@ -349,9 +349,10 @@ pub struct BenchArgs {
     /// Model-bundle manifest (TOML).
     #[arg(long, value_name = "MANIFEST")]
     pub bundle: PathBuf,
-    /// Inference engine (`--backend` is the former name).
-    #[arg(long, alias = "backend", value_enum, default_value = "native")]
-    pub engine: BenchEngineArg,
+    /// Inference engine [default: the manifest's `[bundle] engine`, else native]
+    /// (`--backend` is the former name).
+    #[arg(long, alias = "backend", value_enum)]
+    pub engine: Option<BenchEngineArg>,
     #[command(flatten)]
     pub ort: OrtArgs,
     #[command(flatten)]

@@ -225,3 +225,37 @@ fn same_patient_filter_drops_near_duplicates() {
     assert!(!names.contains(&"Demo identity B"), "{names:?}");
     assert_eq!(names.len(), 3);
 }
+
+/// `bench` takes its engine from the manifest when no flag names one, like every command
+/// that loads a bundle; the flag still wins.
+#[test]
+fn bench_honours_the_manifests_engine() {
+    let d = tempdir();
+    let m = demo_bundle_copy(d.path());
+    let text = std::fs::read_to_string(&m).unwrap().replacen(
+        "[bundle]\n",
+        "[bundle]\nengine = \"tract\"\n",
+        1,
+    );
+    std::fs::write(&m, text).unwrap();
+    let bench = |extra: &[&str]| -> Value {
+        let o = cmd()
+            .args([
+                "bench",
+                "--json",
+                "--no-cache",
+                "--repeat",
+                "1",
+                "--gallery-size",
+                "50",
+            ])
+            .arg("--bundle")
+            .arg(&m)
+            .args(extra)
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&o)).expect("bench --json")
+    };
+    assert_eq!(bench(&[])["backend"], "tract");
+    assert_eq!(bench(&["--engine", "native"])["backend"], "native");
+}

@@ -80,8 +80,10 @@ fn predict_on_onnxruntime_ranks_like_tract() {
     let lib = ort_lib();
     let lib = lib.to_str().expect("utf-8 path");
     for photo in ["person_a_2.jpg", "person_b_2.jpg", "impostor_1.jpg"] {
-        let tract = syndromes(&predict(&[], photo));
+        let tract = syndromes(&predict(&["--engine", "tract"], photo));
         assert!(tract.len() >= 4, "{photo}: {tract:?}");
+        // and the native engine (the CLI's default), named too
+        let native = syndromes(&predict(&["--engine", "native"], photo));
         for threading in ["per-pass", "intra-op"] {
             let ort = syndromes(&predict(
                 &[
@@ -100,10 +102,21 @@ fn predict_on_onnxruntime_ranks_like_tract() {
                 names(&tract),
                 "{photo} ({threading}): top-5 order"
             );
-            for ((name, d_ort), (_, d_tract)) in ort.iter().zip(&tract) {
+            assert_eq!(
+                names(&ort),
+                names(&native),
+                "{photo} ({threading}): top-5 order vs native"
+            );
+            for (((name, d_ort), (_, d_tract)), (_, d_native)) in
+                ort.iter().zip(&tract).zip(&native)
+            {
                 assert!(
                     (d_ort - d_tract).abs() <= 1e-4,
                     "{photo} ({threading}) {name}: onnxruntime {d_ort} vs tract {d_tract}"
+                );
+                assert!(
+                    (d_ort - d_native).abs() <= 1e-4,
+                    "{photo} ({threading}) {name}: onnxruntime {d_ort} vs native {d_native}"
                 );
             }
         }

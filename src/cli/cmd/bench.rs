@@ -240,13 +240,15 @@ fn compare_embedding(
 /// Times every stage on one engine (or each engine in its own process with `--engine both`).
 pub fn run(a: BenchArgs) -> Result<i32> {
     let settings = BenchSettings::resolve(&a)?;
+    // one engine: the flag, else the manifest's, as every command that loads a bundle
     let kind = match a.engine {
-        BenchEngineArg::Both | BenchEngineArg::All => {
+        Some(BenchEngineArg::Both | BenchEngineArg::All) => {
             return super::bench_engines::run_engines(&a, &settings)
         }
-        BenchEngineArg::Native => EngineArg::Native,
-        BenchEngineArg::Tract => EngineArg::Tract,
-        BenchEngineArg::Ort => EngineArg::Ort,
+        Some(BenchEngineArg::Native) => EngineArg::Native,
+        Some(BenchEngineArg::Tract) => EngineArg::Tract,
+        Some(BenchEngineArg::Ort) => EngineArg::Ort,
+        None => resolve::engine_kind(None, None, &a.bundle),
     };
     let backend = resolve::engine(kind, &a.ort, &a.native)?;
     let threads = settings.threads;

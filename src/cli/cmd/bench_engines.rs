@@ -167,7 +167,7 @@ fn ratio(x: f64, y: f64) -> Value {
 /// `--json`); returns the exit code of the first child that failed, else 0.
 pub fn run_engines(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
     let with_ort = cfg!(feature = "ort");
-    if a.engine == BenchEngineArg::Both && !with_ort {
+    if a.engine == Some(BenchEngineArg::Both) && !with_ort {
         return Err(Error::Usage(
             "--engine both needs a build with the `ort` cargo feature (cargo build --features ort)"
                 .into(),
@@ -183,7 +183,7 @@ pub fn run_engines(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find this program's file: {e}")))?;
     let mut runs: Vec<(&'static str, EngineArg, Option<OrtThreadingArg>)> = Vec::new();
-    if a.engine == BenchEngineArg::All {
+    if a.engine == Some(BenchEngineArg::All) {
         runs.push(("native", EngineArg::Native, None));
         runs.push(("tract", EngineArg::Tract, None));
         if with_ort {
@@ -224,7 +224,7 @@ pub fn run_engines(a: &BenchArgs, settings: &BenchSettings) -> Result<i32> {
         });
     }
     let mut ratios = Map::new();
-    for (x, y) in ratio_pairs(a.engine, &children) {
+    for (x, y) in ratio_pairs(a.engine.unwrap_or(BenchEngineArg::All), &children) {
         let (xt, yt) = (&children[x].timings, &children[y].timings);
         for (field, p, q) in [
             ("embed_ms", xt.embed_ms, yt.embed_ms),
@@ -289,7 +289,7 @@ fn print_table(a: &BenchArgs, settings: &BenchSettings, children: &[Child]) {
         }
         outln!("{line}");
     }
-    for (x, y) in ratio_pairs(a.engine, children) {
+    for (x, y) in ratio_pairs(a.engine.unwrap_or(BenchEngineArg::All), children) {
         let r = ratio(children[x].timings.embed_ms, children[y].timings.embed_ms);
         outln!(
             "  embed_ms {} / {}: {}",
