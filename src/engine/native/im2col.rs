@@ -237,11 +237,42 @@ mod tests {
     use super::*;
     use crate::engine::native::ir::Shape;
 
+    /// One convolution's shape, as the definition-only reference reads it.
+    #[derive(Clone, Copy)]
+    struct Case {
+        h: usize,
+        w: usize,
+        c: usize,
+        k: usize,
+        s: usize,
+        pd: usize,
+        groups: usize,
+    }
+
+    /// The value the definition of im2col puts at depth `k` of output pixel `p` for `group`
+    /// (patch order `(ky, kx, c)`): the input pixel under that tap, or the channel's padding.
+    /// Written from the definition alone, sharing no code with the writers under test.
+    fn by_definition<T: Copy>(t: Case, x: &[T], pad: &[T], group: usize, p: usize, k: usize) -> T {
+        let cg = t.c / t.groups;
+        let ow = (t.w + 2 * t.pd - t.k) / t.s + 1;
+        let (ky, kx, c) = (k / (t.k * cg), (k / cg) % t.k, k % cg);
+        let iy = (p / ow * t.s + ky) as i64 - t.pd as i64;
+        let ix = (p % ow * t.s + kx) as i64 - t.pd as i64;
+        let channel = group * cg + c;
+        if (0..t.h as i64).contains(&iy) && (0..t.w as i64).contains(&ix) {
+            x[(iy as usize * t.w + ix as usize) * t.c + channel]
+        } else {
+            pad[channel]
+        }
+    }
+
     /// Writes the panels of pixels `p0..p0 + n` for `group` with [`im2col`] and with
-    /// [`by_pixels`] and compares every lane that holds a pixel (`lane_of` maps an offset
-    /// inside a panel to its lane).
+    /// [`by_pixels`], and checks every patch value of every pixel of both against
+    /// [`by_definition`] at the place the layout gives it: `k * r + lane` (plain k-outer) or
+    /// `(k / 4) * 4r + 4 * lane + k % 4` (K=4-inner), in panel `j / r`.
     #[allow(clippy::too_many_arguments)]
     fn same<T: Copy + Default + PartialEq + std::fmt::Debug, const K4: bool>(
+        t: Case,
         win: &Window,
         x: &[T],
         pad: &[T],
@@ -249,7 +280,6 @@ mod tests {
         (p0, n): (usize, usize),
         r: usize,
         len: usize,
-        lane_of: impl Fn(usize) -> usize,
     ) {
         let cg = win.cin_g;
         let size = n.div_ceil(r) * len;
@@ -260,18 +290,33 @@ mod tests {
             im2col::<T, K4>(win, src, pad, group, p0, n, r, len, a.as_mut_ptr());
             by_pixels::<T, K4>(win, src, group_pad, c_off, p0, n, r, len, b.as_mut_ptr());
         }
-        for i in 0..size {
-            if (i / len) * r + lane_of(i % len) < n {
-                assert_eq!(a[i], b[i], "K4 {K4} r {r} group {group} at {i}");
+        for j in 0..n {
+            let (panel, lane) = (j / r * len, j % r);
+            for k in 0..win.k() {
+                let at = panel
+                    + if K4 {
+                        (k / 4) * 4 * r + 4 * lane + k % 4
+                    } else {
+                        k * r + lane
+                    };
+                let want = by_definition(t, x, pad, group, p0 + j, k);
+                assert_eq!(
+                    a[at], want,
+                    "im2col: K4 {K4} r {r} group {group} pixel {j} k {k}"
+                );
+                assert_eq!(
+                    b[at], want,
+                    "by_pixels: K4 {K4} r {r} group {group} pixel {j} k {k}"
+                );
             }
         }
     }
 
-    /// The panel writer fills every lane of the reference's pixels with the reference's
-    /// values, in both layouts, at every width it handles, with padding, strides, groups
-    /// and a last panel that is not full.
+    /// Both writers put every patch value where the kernels read it, in both layouts, at
+    /// every width the panel writer handles, with padding, strides, groups and a last panel
+    /// that is not full.
     #[test]
-    fn panels_match_the_pixel_by_pixel_writer() {
+    fn panels_hold_the_patches_the_definition_gives() {
         let cases = [
             // (h, w, c, k, stride, pad, groups)
             (7, 9, 8, 3, 1, 1, 1),
@@ -281,6 +326,15 @@ mod tests {
             (9, 8, 3, 3, 2, 1, 1),
         ];
         for (h, w, c, k, s, pd, groups) in cases {
+            let t = Case {
+                h,
+                w,
+                c,
+                k,
+                s,
+                pd,
+                groups,
+            };
             let oh = (h + 2 * pd - k) / s + 1;
             let ow = (w + 2 * pd - k) / s + 1;
             let geom = Geom {
@@ -300,8 +354,8 @@ mod tests {
                 for group in 0..groups {
                     let (p0, n) = (1, oh * ow - 1);
                     let len = win.k().div_ceil(4) * 4 * r;
-                    same::<f32, false>(&win, &xf, &padf, group, (p0, n), r, len, |o| o % r);
-                    same::<i8, true>(&win, &x, &pad, group, (p0, n), r, len, |o| (o / 4) % r);
+                    same::<f32, false>(t, &win, &xf, &padf, group, (p0, n), r, len);
+                    same::<i8, true>(t, &win, &x, &pad, group, (p0, n), r, len);
                 }
             }
         }
