@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the perf bundles: architecture-exact graphs with seeded (random, untrained) weights for
-# the paper's ensemble, to measure speed and memory on the real shapes (DESIGN.md section 3:
-# no registry ships RetinaFace or ArcFace iResNet weights).
+# the paper's ensemble, to measure speed and memory on the real shapes (no registry ships
+# RetinaFace or ArcFace iResNet weights).
 #
 #   models/perf/make.sh            # -> models/perf/bundle-f32.toml + 4 ONNX files (~700 MB)
 #                                  #    and models/perf/bundle-int8.toml + 4 int8 files (~176 MB)

@@ -15,8 +15,13 @@ use image::{GrayImage, RgbImage};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// Mean absolute difference allowed between our images and OpenCV's, in u8 units (1/255).
-const MAX_MEAN_ABS_DIFF: f64 = 1.0;
+/// Mean absolute difference allowed between our aligned crops and OpenCV's, in u8 levels
+/// (measured 0.149-0.221 on the three photos; the README quotes this bound).
+const MAX_CROP_MEAN_DIFF: f64 = 0.23;
+/// The same for the eye-levelling rotation's windows (measured 0.001-0.298).
+const MAX_ROTATION_MEAN_DIFF: f64 = 0.31;
+/// No pixel of either may differ by more than this many levels (measured at most 3).
+const MAX_PIXEL_DIFF: u8 = 4;
 
 #[derive(Deserialize)]
 struct Goldens {
@@ -187,12 +192,12 @@ fn assert_close(what: &str, got: &[[f64; 3]; 2], want: &[[f64; 3]; 2], tol: f64)
     }
 }
 
-fn assert_image_close(what: &str, got: &[u8], want: &[u8]) {
+fn assert_image_close(what: &str, got: &[u8], want: &[u8], bound: f64) {
     let (mean, max) = diff(got, want);
     eprintln!("{what}: mean abs diff {mean:.4}, max {max}");
     assert!(
-        mean <= MAX_MEAN_ABS_DIFF,
-        "{what}: mean abs diff {mean:.4} > {MAX_MEAN_ABS_DIFF} (max {max})"
+        mean <= bound && max <= MAX_PIXEL_DIFF,
+        "{what}: mean abs diff {mean:.4} (bound {bound}), max {max} (bound {MAX_PIXEL_DIFF})"
     );
 }
 
@@ -255,7 +260,12 @@ fn warp_matches_opencv() {
         assert_eq!(want.dimensions(), (112, 112));
         // The reference's own matrix: isolates the warp.
         let got = warp_affine(&img, &case.similarity, 112, 112);
-        assert_image_close(&format!("{} warp", case.name), got.as_raw(), want.as_raw());
+        assert_image_close(
+            &format!("{} warp", case.name),
+            got.as_raw(),
+            want.as_raw(),
+            MAX_CROP_MEAN_DIFF,
+        );
         // The whole stage: our fit, our warp.
         let face =
             align(&img, &landmarks_f32(&case)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -264,13 +274,14 @@ fn warp_matches_opencv() {
             &format!("{} align", case.name),
             face.rgb.as_raw(),
             want.as_raw(),
+            MAX_CROP_MEAN_DIFF,
         );
     }
 }
 
 #[test]
 fn gray_view_matches_opencv_within_one_level() {
-    // The product uses the reference's formula (DESIGN.md): Y = (4899 R + 9617 G + 1868 B +
+    // The product uses the reference's formula: Y = (4899 R + 9617 G + 1868 B +
     // 8192) >> 14. The goldens come from OpenCV 4.11, whose 8-bit RGB2GRAY uses 15-bit weights
     // (9798, 19235, 3735, >> 15): the two differ by one level on a few pixels in a thousand.
     for case in goldens().cases {
@@ -343,6 +354,7 @@ fn rotation_pass_matches_opencv() {
                 &format!("{} {}", case.name, w.png),
                 got.as_raw(),
                 want.as_raw(),
+                MAX_ROTATION_MEAN_DIFF,
             );
         }
     }

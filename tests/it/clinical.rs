@@ -311,8 +311,15 @@ fn fused_photos_rank_the_right_person_first_and_skip_faceless_ones() {
         fused <= each.iter().cloned().fold(0.0, f64::max) + 1e-6,
         "{fused} vs {each:?}"
     );
-    // the numbers the README quotes (cargo test --test it clinical::fused_photos -- --nocapture)
+    // the numbers the README quotes (cargo test --test it clinical::fused_photos -- --nocapture),
+    // within the last printed digit
     println!("person A: fused distance {fused:.4}, the photos alone {each:.4?}");
+    for (got, quoted) in [(fused, 0.4121), (each[0], 0.4037), (each[1], 0.4322)] {
+        assert!(
+            (got - quoted).abs() <= 5e-5,
+            "{got} vs the README's {quoted}"
+        );
+    }
     assert!(err.contains("skipped"), "{err}");
 }
 

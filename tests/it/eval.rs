@@ -460,7 +460,7 @@ fn verification_on_the_demo_photos() {
     assert_eq!(v["positives"].as_u64(), Some(2));
     assert_eq!(v["roc_auc"].as_f64(), Some(1.0), "{out}");
     assert_eq!(v["accuracy_at_best_threshold"].as_f64(), Some(100.0));
-    // same-person similarity 0.5-0.8, different people below 0.3 (DESIGN.md section 3)
+    // same-person similarity 0.5-0.8, different people below 0.3 (the demo models' documented behaviour)
     for s in v["scores"].as_array().unwrap() {
         let sim = s["similarity"].as_f64().unwrap();
         if s["same"].as_bool().unwrap() {

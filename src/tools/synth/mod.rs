@@ -124,7 +124,7 @@ mod tests {
     fn iresnet_counts_match_the_paper() {
         let r50 = synth(Arch::Iresnet50, 1);
         let r100 = synth(Arch::Iresnet100, 1);
-        // DESIGN.md section 1: 43.6 M / 65.2 M parameters, 6.3 / 12.1 GMAC
+        // the paper's iResNet-50 / -100: 43.6 M / 65.2 M parameters, 6.3 / 12.1 GMAC
         assert_eq!((r50.params as f64 / 1e5).round(), 436.0, "{}", r50.params);
         assert_eq!((r100.params as f64 / 1e5).round(), 652.0, "{}", r100.params);
         assert_eq!((r50.macs as f64 / 1e8).round(), 63.0, "{}", r50.macs);

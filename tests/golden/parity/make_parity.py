@@ -7,7 +7,7 @@ demo bundle and photos; the Rust tests read the JSON and never run Python.
   embeddings.json  SFace (models/demo/sface.onnx, the prepared model the bundle loads) on
                    the aligned 112x112 crops made with OpenCV in tests/golden/align/, for the
                    four TTA views in the reference order (flip, gray) = (0,0), (0,1), (1,0),
-                   (1,1). Gray is the DESIGN.md formula Y = (4899 R + 9617 G + 1868 B + 8192)
+                   (1,1). Gray is the reference's formula Y = (4899 R + 9617 G + 1868 B + 8192)
                    >> 14 (OpenCV 4.11's own cvtColor uses a 15-bit variant that is one level
                    off on ~0.3% of pixels; using the same formula on both sides isolates the
                    model), applied before the horizontal flip. Input `data` is 1x3x112x112
