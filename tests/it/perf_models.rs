@@ -312,18 +312,28 @@ fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
         stderr.contains("sface: 27 QLinearConv, 1 MatMulInteger"),
         "{stderr}"
     );
-    // measured 0.9946 (0.991 with plain min/max ranges) on the six demo photos; target 0.995
+    // measured 0.9946 (0.991 with plain min/max ranges) on the six demo photos, short of the
+    // 0.995 target that the options below reach (the README says both)
     let cos = cosine_mean(&stdout);
-    assert!(cos > 0.993 && cos <= 1.0, "{stdout}");
+    assert!(cos >= 0.994 && cos <= 1.0, "{stdout}");
     // the int8 bundle runs the whole pipeline: a gallery of the demo identities, and the
     // second photos of persons A and B find their own identity first, as with the float bundle
-    let gallery = dir.path().join("int8.gallery");
+    assert_eq!(
+        top1_on_demo(&out, dir.path()),
+        vec!["Demo identity A", "Demo identity B"]
+    );
+}
+
+/// Builds a gallery of the demo identities with `bundle` (in `dir`) and returns the top-1
+/// syndrome of the second photos of persons A and B.
+fn top1_on_demo(bundle: &Path, dir: &Path) -> Vec<String> {
+    let gallery = dir.join("top1.gallery");
     let labels = util::root().join("models/demo/labels.csv");
     let o = run([
         "gallery",
         "build",
         "--bundle",
-        out.to_str().unwrap(),
+        bundle.to_str().unwrap(),
         "--labels",
         labels.to_str().unwrap(),
         "--out",
@@ -333,7 +343,7 @@ fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
     let o = run([
         "predict",
         "--bundle",
-        out.to_str().unwrap(),
+        bundle.to_str().unwrap(),
         "--gallery",
         gallery.to_str().unwrap(),
         "--json",
@@ -343,17 +353,16 @@ fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
     let (code, stdout, stderr) = parts(&o);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let top1: Vec<&str> = v
-        .as_array()
+    v.as_array()
         .unwrap()
         .iter()
         .map(|p| {
             p["suggested_syndromes_list"][0]["syndrome_name"]
                 .as_str()
                 .unwrap()
+                .to_string()
         })
-        .collect();
-    assert_eq!(top1, vec!["Demo identity A", "Demo identity B"]);
+        .collect()
 }
 
 #[test]
@@ -400,9 +409,13 @@ fn quantize_options_keep_mobile_layers_float_and_reach_integer_kernels() {
         stderr.contains("sface: 12 QLinearConv, 0 MatMulInteger, 2 kept float"),
         "{stderr}"
     );
-    // measured 0.99777 on the six demo photos; the target is 0.995
+    // measured 0.99777 on the six demo photos; the target is 0.995, with the same top-1
     let cos = cosine_mean(&stdout);
     assert!((0.995..=1.0).contains(&cos), "{stdout}");
+    assert_eq!(
+        top1_on_demo(&out, dir.path()),
+        vec!["Demo identity A", "Demo identity B"]
+    );
     // what tract makes of it: integer matrix kernels for the int8 model, none for the float one
     let m = gestalt_edge::bundle::read_manifest(&out).expect("int8 manifest");
     let int8 = out.parent().unwrap().join(&m.embedders[0].file);
