@@ -8,9 +8,9 @@
 //! a good photo, a cache entry or kernel-choice file that is rebuilt), its own work with a
 //! good input takes about that or more, so the bound is that work plus a margin: the command
 //! on the clean input (a good photo, the good row alone, no cache entry, no choice file) is
-//! measured first, and the bad input may take at most 64 MiB more memory and 1.5x its time
-//! + 2 s (never less than 2 s and 200 MiB). The time bound catches a wait on a FIFO (the
-//! machine's load makes model runs vary by seconds), the memory bound a read of the file.
+//! measured first, and the bad input may take at most 64 MiB more memory and 2 s more than
+//! 1.5x its time (never less than 2 s and 200 MiB). The time bound catches a wait on a FIFO
+//! (the machine's load makes model runs vary by seconds), the memory bound a read of the file.
 
 use crate::util;
 
