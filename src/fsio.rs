@@ -13,12 +13,19 @@
 //! 0644, lock files included; nothing is world-writable. The mode is set on the file itself,
 //! so it does not depend on the umask. Folders the tool creates ([`create_dir_all`]) are
 //! owner-only (0700) whatever the umask.
+//!
+//! Reading has one rule too ([`read_capped`], [`open_capped`], in `fsio/read.rs`): every file
+//! the crate reads is opened without blocking, must be a regular file and is read through the
+//! [`Cap`] of its kind.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use crate::{Error, Result};
+
+mod read;
+pub use read::{open_capped, read_capped, read_text_capped, Cap, Capped, ReadError};
 
 /// What a file holds, which decides who may read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,6 @@
 //! protection needs storage the service cannot rewrite, such as a TPM counter).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -21,8 +20,6 @@ use crate::{Error, Result};
 pub const STATE_FILE: &str = "revisions.json";
 /// Name of the lock file inside the state folder.
 const LOCK_FILE: &str = "revisions.lock";
-/// Largest marks file read (one line per bundle and gallery).
-const MAX_STATE_BYTES: u64 = 1 << 20;
 
 /// What a revision belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,18 +175,11 @@ fn read_marks(path: &Path) -> Result<Marks> {
              so nothing signed is accepted until an operator restores or removes it"
         ),
     };
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Marks::default()),
+    let bytes = match crate::fsio::read_capped(path, crate::fsio::Cap::STATE) {
+        Ok(b) => b,
+        Err(e) if e.is_missing() => return Ok(Marks::default()),
         Err(e) => return Err(fail(e.to_string())),
     };
-    let mut bytes = Vec::new();
-    f.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(fail(format!("larger than {MAX_STATE_BYTES} bytes")));
-    }
     serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))
 }
 

@@ -78,8 +78,6 @@ fn message(role: Role, revision: u32, data: &[u8]) -> Vec<u8> {
     msg.extend_from_slice(data);
     msg
 }
-/// Largest signature or key file read (they are ~200 bytes).
-const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 /// A signing key (workstation only). The seed is wiped from memory when dropped.
 pub struct SecretKey(SigningKey);
@@ -183,21 +181,20 @@ impl PublicKey {
     }
 }
 
+/// Reads a key or signature file through the bounded reader ([`crate::fsio::Cap::KEY`],
+/// [`crate::fsio::Cap::SIGNATURE`]); any failure is an [`Error::Signature`] naming the file.
 fn read_small(path: &Path, what: &str) -> Result<String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::signature(path, format!("cannot read the {what}: {e}")))?;
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(Error::signature(
-            path,
-            format!(
-                "the {what} is {} bytes, too large to be one (limit {MAX_KEY_FILE_BYTES})",
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::signature(path, format!("cannot read the {what}: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| Error::signature(path, format!("the {what} is not text")))
+    let cap = if what.starts_with("signature") {
+        crate::fsio::Cap::SIGNATURE
+    } else {
+        crate::fsio::Cap::KEY
+    };
+    crate::fsio::read_text_capped(path, cap).map_err(|e| match e {
+        crate::fsio::ReadError::NotText => {
+            Error::signature(path, format!("the {what} is not text"))
+        }
+        e => Error::signature(path, format!("the {what}: {e}")),
+    })
 }
 
 /// Reads a public key file (`gestalt-edge sign --generate-key` writes `OUT.pub`).

@@ -271,12 +271,8 @@ impl Board {
     pub fn load(spec: &str) -> Result<Board> {
         if spec.ends_with(".toml") || spec.contains('/') {
             let path = Path::new(spec);
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Usage(format!(
-                    "board profile {}: cannot read it: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = crate::fsio::read_text_capped(path, crate::fsio::Cap::BOARD_PROFILE)
+                .map_err(|e| Error::Usage(format!("board profile {}: {e}", path.display())))?;
             return Board::parse(&text, &path.display().to_string());
         }
         match KNOWN.iter().find(|(n, _)| *n == spec) {

@@ -8,16 +8,17 @@
 //! names the manifest entry and what is wrong. Nothing outside the bundle folder is hashed or
 //! described beyond "outside the bundle folder".
 
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+
+use crate::fsio::Cap;
 
 use crate::{Error, Result};
 
-/// Largest model file a bundle reads: 2 GiB (the largest demo embedder is about 170 MB).
-pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+/// Largest model file a bundle reads ([`Cap::MODEL`]).
+pub const MAX_MODEL_BYTES: u64 = Cap::MODEL.bytes;
 
-/// Largest manifest read: 1 MiB (a manifest is a few kilobytes).
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest manifest read ([`Cap::MANIFEST`]).
+pub const MAX_MANIFEST_BYTES: u64 = Cap::MANIFEST.bytes;
 
 /// Checks the form of a file name from a manifest: relative, not empty, no `..`, no root or
 /// drive prefix. The error is a sentence without the entry's name.
@@ -75,30 +76,19 @@ pub fn resolve(manifest: &Path, entry: &str, file: &str) -> Result<PathBuf> {
     Ok(joined)
 }
 
-/// [`resolve`], then opens the file: the size is checked on the handle against `max_bytes`.
-/// Returns the path, the handle and the size; whoever reads it reads at most that size.
+/// [`resolve`], then opens the file through the crate's bounded reader
+/// ([`crate::fsio::open_capped`]): not waited on, a regular file on the opened handle, its
+/// size at most `cap`. Returns the path and the handle; the handle yields at most the cap.
 pub fn open(
     manifest: &Path,
     entry: &str,
     file: &str,
-    max_bytes: u64,
-) -> Result<(PathBuf, std::fs::File, u64)> {
+    cap: Cap,
+) -> Result<(PathBuf, crate::fsio::Capped)> {
     let path = resolve(manifest, entry, file)?;
-    let fail = |why: String| file_error(manifest, entry, file, why);
-    let f = std::fs::File::open(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    if meta.len() > max_bytes {
-        return Err(fail(format!(
-            "the file is {} bytes, over the limit of {max_bytes} bytes for a model",
-            meta.len()
-        )));
-    }
-    Ok((path, f, meta.len()))
+    let f = crate::fsio::open_capped(&path, cap)
+        .map_err(|e| file_error(manifest, entry, file, e.to_string()))?;
+    Ok((path, f))
 }
 
 /// An error about `file` of the manifest's `entry`.
@@ -111,54 +101,17 @@ pub fn file_error(manifest: &Path, entry: &str, file: &str, why: String) -> Erro
 
 /// [`open`], then reads the file through that handle; the read stops one byte past the cap
 /// (a file that grows meanwhile is refused too).
-pub fn read(
-    manifest: &Path,
-    entry: &str,
-    file: &str,
-    max_bytes: u64,
-) -> Result<(PathBuf, Vec<u8>)> {
-    let (path, f, size) = open(manifest, entry, file, max_bytes)?;
-    let fail = |why: String| file_error(manifest, entry, file, why);
-    let mut bytes = Vec::with_capacity(size as usize);
-    f.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(fail(format!(
-            "the file grew past the limit of {max_bytes} bytes while it was read"
-        )));
-    }
+pub fn read(manifest: &Path, entry: &str, file: &str, cap: Cap) -> Result<(PathBuf, Vec<u8>)> {
+    let path = resolve(manifest, entry, file)?;
+    let bytes = crate::fsio::read_capped(&path, cap)
+        .map_err(|e| file_error(manifest, entry, file, e.to_string()))?;
     Ok((path, bytes))
 }
 
-/// Reads a small text file (a manifest) refusing anything but a regular file below
-/// `max_bytes`, checked on the open handle before reading.
-pub fn read_small_text(path: &Path, max_bytes: u64) -> Result<String> {
-    let fail = |why: String| Error::bundle(path, why);
-    let f =
-        std::fs::File::open(path).map_err(|e| fail(format!("cannot read the manifest: {e}")))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| fail(format!("cannot read the manifest: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail("the manifest is not a regular file".into()));
-    }
-    if meta.len() > max_bytes {
-        return Err(fail(format!(
-            "the manifest is {} bytes, over the limit of {max_bytes}",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    f.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read the manifest: {e}")))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(fail(format!(
-            "the manifest grew past the limit of {max_bytes} bytes while it was read"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|_| fail("the manifest is not UTF-8 text".into()))
+/// Reads a small text file (a manifest) through the bounded reader with `cap`.
+pub fn read_small_text(path: &Path, cap: Cap) -> Result<String> {
+    crate::fsio::read_text_capped(path, cap)
+        .map_err(|e| Error::bundle(path, format!("manifest: {e}")))
 }
 
 #[cfg(test)]
@@ -190,32 +143,68 @@ mod tests {
         std::fs::write(&manifest, "x").unwrap();
         std::fs::write(bundle.join("m.onnx"), b"model").unwrap();
         std::fs::write(d.path().join("outside.onnx"), b"secret").unwrap();
-        let (p, bytes) = read(&manifest, "detector", "m.onnx", 100).unwrap();
+        let (p, bytes) = read(&manifest, "detector", "m.onnx", Cap::MODEL.with_bytes(100)).unwrap();
         assert_eq!((p, bytes), (bundle.join("m.onnx"), b"model".to_vec()));
         let msg = |r: Result<(PathBuf, Vec<u8>)>| r.unwrap_err().to_string();
-        let e = msg(read(&manifest, "detector", "m.onnx", 3));
+        let e = msg(read(
+            &manifest,
+            "detector",
+            "m.onnx",
+            Cap::MODEL.with_bytes(3),
+        ));
         assert!(
             e.contains("detector") && e.contains("over the limit"),
             "{e}"
         );
-        let e = msg(read(&manifest, "embedder 'e'", "/dev/zero", 100));
+        let e = msg(read(
+            &manifest,
+            "embedder 'e'",
+            "/dev/zero",
+            Cap::MODEL.with_bytes(100),
+        ));
         assert!(e.contains("embedder 'e'") && e.contains("absolute"), "{e}");
-        let e = msg(read(&manifest, "detector", "../outside.onnx", 100));
+        let e = msg(read(
+            &manifest,
+            "detector",
+            "../outside.onnx",
+            Cap::MODEL.with_bytes(100),
+        ));
         assert!(e.contains("leaves the bundle folder"), "{e}");
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(d.path().join("outside.onnx"), bundle.join("l.onnx"))
                 .unwrap();
-            let e = msg(read(&manifest, "detector", "l.onnx", 100));
+            let e = msg(read(
+                &manifest,
+                "detector",
+                "l.onnx",
+                Cap::MODEL.with_bytes(100),
+            ));
             assert!(e.contains("outside the bundle folder"), "{e}");
             std::os::unix::fs::symlink("/dev/zero", bundle.join("z.onnx")).unwrap();
-            let e = msg(read(&manifest, "detector", "z.onnx", 100));
+            let e = msg(read(
+                &manifest,
+                "detector",
+                "z.onnx",
+                Cap::MODEL.with_bytes(100),
+            ));
             assert!(e.contains("outside") || e.contains("regular"), "{e}");
             std::os::unix::fs::symlink("m.onnx", bundle.join("inside.onnx")).unwrap();
-            assert!(read(&manifest, "detector", "inside.onnx", 100).is_ok());
+            assert!(read(
+                &manifest,
+                "detector",
+                "inside.onnx",
+                Cap::MODEL.with_bytes(100)
+            )
+            .is_ok());
         }
         std::fs::create_dir(bundle.join("dir.onnx")).unwrap();
-        let e = msg(read(&manifest, "detector", "dir.onnx", 100));
+        let e = msg(read(
+            &manifest,
+            "detector",
+            "dir.onnx",
+            Cap::MODEL.with_bytes(100),
+        ));
         assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -130,7 +130,7 @@ fn hex(digest: &[u8]) -> String {
 
 /// Reads and parses a manifest without loading models.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = confine::read_small_text(path, confine::MAX_MANIFEST_BYTES)?;
+    let text = confine::read_small_text(path, crate::fsio::Cap::MANIFEST)?;
     Manifest::parse(&text).map_err(|e| Error::bundle(path, e))
 }
 
@@ -160,7 +160,7 @@ pub fn bundle_id(manifest: &Manifest) -> String {
 }
 
 /// Reads the model file a manifest entry names (confined to the bundle folder, below
-/// [`confine::MAX_MODEL_BYTES`]) and checks it against the entry's sha256: the path and the
+/// [`crate::fsio::Cap::MODEL`]) and checks it against the entry's sha256: the path and the
 /// bytes, or an [`Error::Bundle`] naming the entry. Every model byte the runtime or a tool
 /// uses comes through here.
 pub fn read_verified(
@@ -169,7 +169,7 @@ pub fn read_verified(
     file: &str,
     sha256: &str,
 ) -> Result<(PathBuf, Vec<u8>)> {
-    let (path, bytes) = confine::read(manifest_path, entry, file, confine::MAX_MODEL_BYTES)?;
+    let (path, bytes) = confine::read(manifest_path, entry, file, crate::fsio::Cap::MODEL)?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
         return Err(mismatch(&path, entry, sha256, &got));
@@ -188,10 +188,11 @@ pub fn decode_verified<T>(
     sha256: &str,
     decode: impl FnOnce(&mut dyn std::io::Read, u64) -> T,
 ) -> Result<(PathBuf, T)> {
-    use std::io::Read;
-    let (path, f, size) = confine::open(manifest_path, entry, file, confine::MAX_MODEL_BYTES)?;
+    let (path, f) = confine::open(manifest_path, entry, file, crate::fsio::Cap::MODEL)?;
+    let size = f.size();
+    // the bounded reader's handle: whatever the file does meanwhile, at most the cap comes out
     let mut src = Hashing {
-        inner: std::io::BufReader::with_capacity(1 << 16, f.take(size)),
+        inner: std::io::BufReader::with_capacity(1 << 16, f),
         sha: Sha256::new(),
     };
     let out = decode(&mut src, size);
@@ -247,7 +248,7 @@ impl Bundle {
         let manifest = match public_key {
             None => read_manifest(path)?,
             Some(key) => {
-                let text = confine::read_small_text(path, confine::MAX_MANIFEST_BYTES)?;
+                let text = confine::read_small_text(path, crate::fsio::Cap::MANIFEST)?;
                 let role = crate::sign::Role::Manifest;
                 let signed = crate::sign::verify_detached(key, role, text.as_bytes(), path)?;
                 let m = Manifest::parse(&text).map_err(|e| Error::bundle(path, e))?;

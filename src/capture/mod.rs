@@ -41,7 +41,7 @@ pub struct Frame {
 pub struct Limits {
     /// Largest accepted width x height (default 50 megapixels).
     pub max_pixels: u64,
-    /// Largest accepted file (default 64 MiB).
+    /// Largest accepted file (default [`crate::fsio::Cap::PHOTO`], 64 MiB).
     pub max_file_bytes: u64,
     /// Most pixel memory one decode may hold at once (default [`DEFAULT_MAX_DECODE_BYTES`]):
     /// the decoder's own buffer at the file's bit depth, its 8-bit RGB conversion and the
@@ -57,7 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_pixels: 50_000_000,
-            max_file_bytes: 64 << 20,
+            max_file_bytes: crate::fsio::Cap::PHOTO.bytes,
             max_decode_bytes: DEFAULT_MAX_DECODE_BYTES,
         }
     }
@@ -79,23 +79,15 @@ pub fn decode_peak_bytes(w: u32, h: u32, native_bytes: u64, rgb8: bool, rotates:
 
 /// Reads and decodes the photo at `path` (JPEG or PNG).
 pub fn load_image(path: &Path, limits: &Limits) -> Result<Frame> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
-    if meta.is_dir() {
-        return Err(Error::image(path, "is a folder, not a photo"));
-    }
-    if meta.len() > limits.max_file_bytes {
-        return Err(Error::image(
-            path,
-            format!(
-                "file is {} bytes, over the limit of {} bytes",
-                meta.len(),
-                limits.max_file_bytes
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::image(path, format!("cannot read the file: {e}")))?;
+    // the bounded reader: a FIFO is not waited on, a device or a folder is refused, and no
+    // more than the limit is read whatever size the file reports
+    let cap = crate::fsio::Cap::PHOTO.with_bytes(limits.max_file_bytes);
+    let bytes = crate::fsio::read_capped(path, cap).map_err(|e| match e {
+        crate::fsio::ReadError::NotRegular("a folder") => {
+            Error::image(path, "is a folder, not a photo")
+        }
+        e => Error::image(path, e.to_string()),
+    })?;
     decode(&bytes, path, limits)
 }
 

@@ -281,4 +281,46 @@ mod tests {
         let e = DirectorySource::open(dir.path(), &Limits::default(), 1).unwrap_err();
         assert!(e.to_string().contains("no .jpg"), "{e}");
     }
+    /// A photo replaced after the folder was listed, by a FIFO, a symlink to `/dev/zero` or
+    /// a sparse 1 GiB file, is a bad frame at once: the run goes on, nothing waits or fills.
+    #[cfg(unix)]
+    #[test]
+    fn a_photo_replaced_mid_run_by_a_fifo_a_device_or_a_sparse_file_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.png", "b.png", "c.png", "d.png"] {
+            write_png(dir.path(), name, 1);
+        }
+        let mut s = DirectorySource::open(dir.path(), &Limits::default(), 1).unwrap();
+        assert_eq!(s.files().len(), 4);
+        let b = dir.path().join("b.png");
+        std::fs::remove_file(&b).unwrap();
+        let c = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let c = dir.path().join("c.png");
+        std::fs::remove_file(&c).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &c).unwrap();
+        let d = dir.path().join("d.png");
+        std::fs::File::create(&d).unwrap().set_len(1 << 30).unwrap();
+        let start = std::time::Instant::now();
+        let mut bad = Vec::new();
+        let mut good = 0;
+        loop {
+            match s.next_frame() {
+                Ok(Some(_)) => good += 1,
+                Ok(None) => break,
+                Err(SourceError::BadFrame { reason, .. }) => bad.push(reason),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(good, 1);
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        for (why, words) in bad
+            .iter()
+            .zip(["FIFO", "character device", "over the limit"])
+        {
+            assert!(why.contains(words), "{why}");
+        }
+    }
 }

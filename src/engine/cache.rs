@@ -152,10 +152,11 @@ impl ModelCache {
     /// Reads and checks the entry for `key`.
     pub fn read(&self, key: &CacheKey) -> Lookup {
         let path = self.entry_path(key);
-        let bytes = match std::fs::read(&path) {
+        // bounded: a FIFO, a device or an oversized entry is a damaged entry, rebuilt
+        let bytes = match crate::fsio::read_capped(&path, crate::fsio::Cap::CACHE_ENTRY) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Missing,
-            Err(e) => return Lookup::Corrupt(format!("cannot read {}: {e}", path.display())),
+            Err(e) if e.is_missing() => return Lookup::Missing,
+            Err(e) => return Lookup::Corrupt(format!("{}: {e}", path.display())),
         };
         match check_entry(&bytes, key) {
             Ok(()) => {

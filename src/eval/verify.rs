@@ -30,10 +30,11 @@ pub struct Pair {
 /// Reads a pairs file. Errors are [`Error::Gallery`] (exit code 6) with file and line.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
     let e = |line: u64, msg: String| Error::gallery(path, format!("line {line}: {msg}"));
+    let file = crate::fsio::open_capped(path, crate::fsio::Cap::TABLE)
+        .map_err(|x| Error::gallery(path, x.to_string()))?;
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|x| Error::gallery(path, format!("cannot read: {x}")))?;
+        .from_reader(file);
     let headers = rdr
         .headers()
         .map_err(|x| e(1, format!("cannot read the header: {x}")))?

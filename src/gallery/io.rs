@@ -9,9 +9,9 @@ use crate::{Error, Result};
 
 use std::path::Path;
 
-/// Largest gallery file [`Gallery::read`] accepts by default: 1 GiB (a 10,000-image gallery
-/// of 12 keys x 512 f16 values is about 125 MB).
-pub const DEFAULT_MAX_GALLERY_BYTES: u64 = 1 << 30;
+/// Largest gallery file [`Gallery::read`] accepts by default ([`crate::fsio::Cap::GALLERY`]:
+/// 512 MiB; a 10,000-image gallery of 12 keys x 512 f16 values is about 125 MB).
+pub const DEFAULT_MAX_GALLERY_BYTES: u64 = crate::fsio::Cap::GALLERY.bytes;
 
 /// Checks applied when reading a gallery file.
 #[derive(Debug, Clone, Copy)]
@@ -42,25 +42,14 @@ impl Gallery {
         Gallery::read_checked(path, &ReadOptions::default())
     }
 
-    /// Reads the gallery at `path`: refuses a file above `options.max_bytes` before reading
-    /// it, verifies the detached signature when a public key is given ([`Error::Signature`]),
+    /// Reads the gallery at `path` through the bounded reader ([`crate::fsio::read_capped`]:
+    /// a FIFO, a device or a file above `options.max_bytes` is refused before reading), verifies the detached signature when a public key is given ([`Error::Signature`]),
     /// then decodes it ([`Gallery::from_bytes`]).
     pub fn read_checked(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Gallery> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::gallery(path, format!("cannot read: {e}")))?;
-        if meta.len() > options.max_bytes {
-            return Err(Error::gallery(
-                path,
-                format!(
-                    "the file is {} bytes, over the limit of {} bytes for a gallery",
-                    meta.len(),
-                    options.max_bytes
-                ),
-            ));
-        }
+        let cap = crate::fsio::Cap::GALLERY.with_bytes(options.max_bytes);
         let bytes =
-            std::fs::read(path).map_err(|e| Error::gallery(path, format!("cannot read: {e}")))?;
+            crate::fsio::read_capped(path, cap).map_err(|e| Error::gallery(path, e.to_string()))?;
         let signed = match &options.public_key {
             Some(key) => Some(crate::sign::verify_detached(
                 key,

@@ -45,10 +45,11 @@ fn usage(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 /// Reads a labels CSV; an empty list is an error.
 pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
+    let file = crate::fsio::open_capped(path, crate::fsio::Cap::TABLE)
+        .map_err(|e| usage(path, format!("the labels CSV: {e}")))?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| usage(path, format!("cannot read the labels CSV: {e}")))?;
+        .from_reader(file);
     let headers = reader
         .headers()
         .map_err(|e| usage(path, format!("cannot read the header: {e}")))?

@@ -28,8 +28,8 @@ pub struct GeneTable {
 impl GeneTable {
     /// Reads gene metadata (tab-separated when the header holds a tab, else commas).
     pub fn read(path: &Path) -> Result<GeneTable> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err(path, 0, format!("cannot read: {e}")))?;
+        let text = crate::fsio::read_text_capped(path, crate::fsio::Cap::TABLE)
+            .map_err(|e| err(path, 0, e))?;
         let tab = text.lines().next().is_some_and(|h| h.contains('\t'));
         let mut rdr = csv::ReaderBuilder::new()
             .delimiter(if tab { b'\t' } else { b',' })

@@ -99,7 +99,7 @@ impl EncodingTable {
     /// `True`/`False`; `class_conf` is ignored.
     pub fn read(path: &Path) -> Result<EncodingTable> {
         let file =
-            std::fs::File::open(path).map_err(|e| err(path, 0, format!("cannot read: {e}")))?;
+            crate::fsio::open_capped(path, crate::fsio::Cap::TABLE).map_err(|e| err(path, 0, e))?;
         Self::from_reader(file, path)
     }
 
@@ -348,10 +348,11 @@ impl ImageList {
     /// Reads an image list (comma-separated, header with `image_id`, `subject`, `label` and
     /// optionally `split`; other columns are ignored).
     pub fn read(path: &Path) -> Result<ImageList> {
+        let file =
+            crate::fsio::open_capped(path, crate::fsio::Cap::TABLE).map_err(|e| err(path, 0, e))?;
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(|e| err(path, 0, format!("cannot read: {e}")))?;
+            .from_reader(file);
         let headers = rdr
             .headers()
             .map_err(|e| err(path, 1, format!("cannot read the header: {e}")))?
@@ -454,8 +455,8 @@ pub struct SyndromeTable {
 impl SyndromeTable {
     /// Reads a syndromes TSV.
     pub fn read(path: &Path) -> Result<SyndromeTable> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err(path, 0, format!("cannot read: {e}")))?;
+        let text = crate::fsio::read_text_capped(path, crate::fsio::Cap::TABLE)
+            .map_err(|e| err(path, 0, e))?;
         let mut t = SyndromeTable {
             path: path.to_path_buf(),
             rows: Vec::new(),

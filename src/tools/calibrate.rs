@@ -198,7 +198,8 @@ fn quantize_model(
     options: &QuantOptions,
     clip: f64,
 ) -> Result<(Vec<u8>, QuantStats)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::bundle(path, e.to_string()))?;
+    let bytes = crate::fsio::read_capped(path, crate::fsio::Cap::MODEL)
+        .map_err(|e| Error::bundle(path, e.to_string()))?;
     let (calib, names) = quantize::calibration_model(&bytes, path)?;
     let net = Net::load(path, &calib, size.0, size.1, &[])?;
     let ranges = quantize::observe(&net, &names, &input_name(&bytes, path)?, inputs, clip)?;

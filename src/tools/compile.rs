@@ -112,7 +112,7 @@ pub struct Outcome {
 /// the compiled files beside the models and pins them in the manifest (a model it does not
 /// cover loses any old pin).
 pub fn compile_bundle(manifest: &Path) -> Result<Outcome> {
-    let text = bundle::confine::read_small_text(manifest, bundle::confine::MAX_MANIFEST_BYTES)?;
+    let text = bundle::confine::read_small_text(manifest, crate::fsio::Cap::MANIFEST)?;
     let parsed = Manifest::parse(&text).map_err(|e| Error::bundle(manifest, e))?;
     let mut rows = Vec::new();
     let mut pins: Vec<Option<(String, String)>> = Vec::new();

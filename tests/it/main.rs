@@ -9,6 +9,7 @@ mod util;
 
 mod align_golden;
 mod bad_input;
+mod bounded_reads;
 mod cli;
 mod clinical;
 mod corpus;

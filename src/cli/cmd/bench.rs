@@ -309,7 +309,13 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     };
     let limits = Limits::default();
     let photo_bytes = match &a.photo {
-        Some(p) => Some(std::fs::read(p).map_err(|e| Error::image(p, e.to_string()))?),
+        Some(p) => Some(
+            gestalt_edge::fsio::read_capped(
+                p,
+                gestalt_edge::fsio::Cap::PHOTO.with_bytes(limits.max_file_bytes),
+            )
+            .map_err(|e| Error::image(p, e.to_string()))?,
+        ),
         None => None,
     };
     let full = |b: &Bundle| -> Result<(PhotoRun, f64, f64)> {

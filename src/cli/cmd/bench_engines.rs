@@ -150,7 +150,8 @@ fn warm_page_cache(manifest: &Path) -> Result<()> {
     let dir = manifest.parent().unwrap_or(Path::new("."));
     for file in std::iter::once(&m.detector.file).chain(m.embedders.iter().map(|e| &e.file)) {
         let path = dir.join(file);
-        std::fs::read(&path).map_err(|e| Error::bundle(&path, e.to_string()))?;
+        gestalt_edge::fsio::read_capped(&path, gestalt_edge::fsio::Cap::MODEL)
+            .map_err(|e| Error::bundle(&path, e.to_string()))?;
     }
     Ok(())
 }

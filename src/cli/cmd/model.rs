@@ -114,8 +114,8 @@ fn profile_native_cmd(a: &ProfileArgs, bytes: &[u8]) -> Result<i32> {
 }
 
 fn profile_cmd(a: ProfileArgs) -> Result<i32> {
-    let bytes = std::fs::read(&a.model)
-        .map_err(|e| Error::bundle(&a.model, format!("cannot read: {e}")))?;
+    let bytes = gestalt_edge::fsio::read_capped(&a.model, gestalt_edge::fsio::Cap::MODEL)
+        .map_err(|e| Error::bundle(&a.model, e.to_string()))?;
     if a.native {
         return profile_native_cmd(&a, &bytes);
     }

@@ -57,9 +57,10 @@ pub fn run(a: SignArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A file to sign or verify (a manifest or a gallery: the larger cap, a gallery's).
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("{}: cannot read the file: {e}", path.display())))
+    gestalt_edge::fsio::read_capped(path, gestalt_edge::fsio::Cap::GALLERY)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
 }
 
 /// 32 bytes from the operating system's random source.

@@ -101,7 +101,8 @@ impl Measured {
             report: ChoiceReport::default(),
         };
         if let Some(path) = path {
-            match std::fs::read(path) {
+            // bounded: a FIFO, a device or an oversized file is damaged, and rebuilt
+            match crate::fsio::read_capped(path, crate::fsio::Cap::KERNEL_CHOICES) {
                 Ok(bytes) => match std::str::from_utf8(&bytes)
                     .map_err(|_| "not text".to_string())
                     .and_then(parse)
@@ -112,8 +113,11 @@ impl Measured {
                         m.dirty = true;
                     }
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => m.report.rebuilt = Some(e.to_string()),
+                Err(e) if e.is_missing() => {}
+                Err(e) => {
+                    m.report.rebuilt = Some(format!("{}: {e}", path.display()));
+                    m.dirty = true;
+                }
             }
         }
         m
