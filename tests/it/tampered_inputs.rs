@@ -230,7 +230,7 @@ fn predict_signed(
     public: &Path,
 ) -> (std::process::Output, u64, std::time::Duration) {
     let plain = cmd();
-    let mut c = std::process::Command::new("sh");
+    let mut c = std::process::Command::new("/bin/sh");
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .current_dir(root())
