@@ -71,7 +71,8 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                                 && bias.as_ref().is_none_or(|b| b.len() == c.cout)
                         }
                     };
-                let geom_ok = {
+                // only once the indices are known to be in range
+                let geom_ok = ok && {
                     let i = m.values[c.input];
                     let o = m.values[c.output];
                     let (ih, iw) = if i.c == c.cin { (i.h, i.w) } else { (1, 1) };

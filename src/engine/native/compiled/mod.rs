@@ -907,6 +907,16 @@ mod tests {
             read(&write(&m, &src), &src),
             Err(CompiledError::Damaged(_))
         ));
+        // a convolution reading a map that does not exist (found by the compiled_model
+        // fuzz seed's mutations: the geometry check indexed it)
+        let (mut m, src) = model();
+        if let Op::Conv(c) = &mut m.ops[0] {
+            c.input = 61_697;
+        }
+        assert!(matches!(
+            read(&write(&m, &src), &src),
+            Err(CompiledError::Damaged(_))
+        ));
         let (mut m, src) = model();
         m.outputs[0].value = 10_000;
         assert!(matches!(
