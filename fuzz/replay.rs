@@ -19,6 +19,7 @@ use gestalt_edge::bundle::{
 use gestalt_edge::capture::{self, Limits};
 use gestalt_edge::detect::{self, yunet, FaceChoice};
 use gestalt_edge::embed::{self, Embeddings, Key};
+use gestalt_edge::engine::native::compiled;
 use gestalt_edge::gallery::{Case, Gallery, KeySpec, Storage};
 use gestalt_edge::gmdb::reference::EncodingTable;
 use gestalt_edge::rank::{self, RankOptions};
@@ -54,6 +55,48 @@ fn gallery_round_trip(data: &[u8]) {
             .expect("a gallery this build wrote must read back");
         assert_eq!(again.to_bytes(), bytes);
         let _ = g.summary();
+    }
+}
+
+/// The native engine's compiled-model decoder: any bytes give a model or a typed error,
+/// within its memory budget (counts sized from the bytes that remain), and a decoded model
+/// written again reads back to the same bytes. The expected source identity is taken from
+/// the bytes' own header, and the bytes are tried as given and with their body length and
+/// CRC-32 made right, so mutations reach the body decoder and the consistency checks
+/// instead of stopping at the header or the checksum.
+pub fn compiled_model(data: &[u8]) {
+    compiled_round_trip(data);
+    // magic 8, version 4, source 32 + 4 + 4, body length 8
+    const HEADER: usize = 60;
+    if data.len() >= HEADER + 4 {
+        let mut fixed = data.to_vec();
+        let n = fixed.len() - 4;
+        fixed[52..HEADER].copy_from_slice(&((n - HEADER) as u64).to_le_bytes());
+        let crc = crc32fast::hash(&fixed[HEADER..n]);
+        fixed[n..].copy_from_slice(&crc.to_le_bytes());
+        compiled_round_trip(&fixed);
+    }
+}
+
+fn compiled_round_trip(data: &[u8]) {
+    let word = |at: usize| {
+        data.get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut sha256 = [0u8; 32];
+    if let Some(s) = data.get(12..44) {
+        sha256.copy_from_slice(s);
+    }
+    let source = compiled::Source {
+        sha256,
+        width: word(44),
+        height: word(48),
+    };
+    if let Ok(model) = compiled::read(data, &source) {
+        let bytes = compiled::write(&model, &source);
+        let again = compiled::read(&bytes, &source).expect("a model this build wrote reads back");
+        // compared as bytes: a NaN weight is not equal to itself
+        assert_eq!(compiled::write(&again, &source), bytes);
     }
 }
 

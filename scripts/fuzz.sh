@@ -17,7 +17,8 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(gallery_from_bytes manifest_parse reference_csv image_to_top5 signature_file)
+    TARGETS=(gallery_from_bytes manifest_parse reference_csv image_to_top5 signature_file
+        compiled_model)
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -28,11 +28,104 @@ pub struct InputSpec {
     /// Channel order of the tensor.
     pub channel_order: ChannelOrder,
     /// Per-channel mean subtracted from 0..255 values, in tensor channel order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fixed::mean")]
     pub mean: [f32; 3],
     /// Per-channel factor applied after the mean, in tensor channel order.
-    #[serde(default = "ones")]
+    #[serde(default = "ones", deserialize_with = "fixed::scale")]
     pub scale: [f32; 3],
+}
+
+/// Fixed-size arrays read from exactly their number of values: serde's array reader stops
+/// after N values and the TOML reader drops the rest silently, so a `mean` of 200,000 values
+/// or a view of three booleans would pass as its first values. Any other length is refused,
+/// naming the key; the values beyond N are counted, not kept.
+pub(crate) mod fixed {
+    use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use std::marker::PhantomData;
+
+    /// A sequence of exactly `N` values of `T` under `key`.
+    pub(crate) struct Exact<T, const N: usize> {
+        key: &'static str,
+        item: PhantomData<T>,
+    }
+
+    impl<T, const N: usize> Exact<T, N> {
+        pub(crate) fn new(key: &'static str) -> Self {
+            Exact {
+                key,
+                item: PhantomData,
+            }
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, const N: usize> DeserializeSeed<'de> for Exact<T, N> {
+        type Value = [T; N];
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[T; N], D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Exact<T, N> {
+        type Value = [T; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of exactly {N} values for `{}`", self.key)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[T; N], A::Error> {
+            let mut kept = Vec::with_capacity(N);
+            while kept.len() < N {
+                match seq.next_element()? {
+                    Some(v) => kept.push(v),
+                    None => break,
+                }
+            }
+            let mut found = kept.len();
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                found += 1;
+            }
+            let key = self.key;
+            kept.try_into().ok().filter(|_| found == N).ok_or_else(|| {
+                A::Error::custom(format!(
+                    "`{key}` takes exactly {N} values, this one has {found}"
+                ))
+            })
+        }
+    }
+
+    /// `[flip, gray]` pairs, each exactly two booleans.
+    struct Views;
+
+    impl<'de> Visitor<'de> for Views {
+        type Value = Vec<[bool; 2]>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of [flip, gray] pairs for `views`")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Exact::<bool, 2>::new("views"))? {
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+
+    pub(crate) fn mean<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
+        Exact::new("mean").deserialize(d)
+    }
+
+    pub(crate) fn scale<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
+        Exact::new("scale").deserialize(d)
+    }
+
+    pub(crate) fn outputs<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[String; 3]>, D::Error> {
+        Exact::new("outputs").deserialize(d).map(Some)
+    }
+
+    pub(crate) fn views<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[bool; 2]>, D::Error> {
+        d.deserialize_seq(Views)
+    }
 }
 
 fn ones() -> [f32; 3] {
@@ -94,7 +187,11 @@ pub struct DetectorSpec {
     /// IoU above which overlapping boxes are suppressed (RetinaFace 0.4, YuNet 0.3).
     pub nms_iou: f32,
     /// RetinaFace only: output names `[loc, conf, landmarks]`; default: the first three outputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "fixed::outputs"
+    )]
     pub outputs: Option<[String; 3]>,
     /// RetinaFace only: true when `conf` holds logits that still need a softmax.
     #[serde(default)]
@@ -163,7 +260,7 @@ pub struct EmbedderSpec {
     /// Embedding width (512 for iResNet, 128 for SFace).
     pub width: u32,
     /// TTA views as `[flip, gray]` pairs; default: the reference four in reference order.
-    #[serde(default = "default_views")]
+    #[serde(default = "default_views", deserialize_with = "fixed::views")]
     pub views: Vec<[bool; 2]>,
     /// The native engine's compiled form of `file` (`model compile`); not part of the
     /// bundle id.
@@ -264,7 +361,18 @@ pub struct Manifest {
 impl Manifest {
     /// Parses and validates manifest text. The error is a plain sentence.
     pub fn parse(text: &str) -> Result<Manifest, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| format!("invalid manifest: {e}"))?;
+        let m: Manifest = toml::from_str(text).map_err(|e| {
+            // the line and the message, not the line's text: a refused array may be a
+            // megabyte long
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| before.matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("invalid manifest: line {l}: {}", e.message()),
+                None => format!("invalid manifest: {}", e.message()),
+            }
+        })?;
         m.validate()?;
         Ok(m)
     }
@@ -453,6 +561,54 @@ width = 512
         ] {
             assert!(Manifest::parse(&bad).is_err(), "accepted {bad}");
         }
+    }
+
+    #[test]
+    fn fixed_size_arrays_of_any_other_length_are_refused_naming_the_key() {
+        let many = vec!["0.5"; 200_000].join(", ");
+        let e = "mean = [127.5, 127.5, 127.5], scale = [0.0078125, 0.0078125, 0.0078125]";
+        let views = "views = [[false, false], [false, true], [true, false], [true, true]]";
+        let text = SAMPLE.replace("width = 512\n", &format!("width = 512\n{views}\n"));
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(m.embedders[0].views, REFERENCE_VIEWS.to_vec());
+        assert_eq!(m.embedders[0].input.mean, [127.5; 3]);
+        let cases = [
+            (
+                e,
+                format!("mean = [{many}], scale = [1.0, 1.0, 1.0]"),
+                "`mean`",
+                200_000,
+            ),
+            (e, "mean = [1.0, 2.0, 3.0, 4.0]".to_string(), "`mean`", 4),
+            (e, "mean = [1.0, 2.0]".to_string(), "`mean`", 2),
+            (e, "scale = [1.0, 1.0, 1.0, 1.0]".to_string(), "`scale`", 4),
+            (views, "views = [[false, false, true]]".into(), "`views`", 3),
+            (views, "views = [[true]]".into(), "`views`", 1),
+            (
+                "nms_iou = 0.3",
+                "nms_iou = 0.3\noutputs = [\"a\", \"b\", \"c\", \"d\"]".into(),
+                "`outputs`",
+                4,
+            ),
+        ];
+        for (from, to, key, found) in cases {
+            let bad = text.replacen(from, &to, 1);
+            assert_ne!(bad, text);
+            let err = Manifest::parse(&bad).unwrap_err();
+            assert!(
+                err.contains(key) && err.contains(&format!("has {found}")),
+                "{key}: {err}"
+            );
+            // the message names the line, never repeats its (possibly huge) text
+            assert!(err.len() < 300 && err.contains("line "), "{err}");
+        }
+        // exactly three outputs still read
+        let ok = text.replace(
+            "nms_iou = 0.3",
+            "nms_iou = 0.3\noutputs = [\"a\", \"b\", \"c\"]",
+        );
+        let m = Manifest::parse(&ok).unwrap();
+        assert_eq!(m.detector.outputs, Some(["a", "b", "c"].map(String::from)));
     }
 
     #[test]

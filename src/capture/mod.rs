@@ -5,7 +5,9 @@
 //! declares more pixels than [`Limits::max_pixels`], or whose decoding would hold more pixel
 //! memory than [`Limits::max_decode_bytes`] (bit depth, conversion and rotation counted), is
 //! refused before any pixel memory is allocated; the decoder itself runs under the same
-//! budget (`image::Limits`). Every failure is an [`Error::Image`] naming the file.
+//! budget (`image::Limits`). A PNG reaches the decoder without the ancillary chunks the
+//! pixels do not need ([`png_parts`]: colour profiles, text, time, ...), so a compressed
+//! iCCP or zTXt chunk is never inflated. Every failure is an [`Error::Image`] naming the file.
 //!
 //! Live sources (a still image, a folder, a synthetic pattern, the camera behind the
 //! `camera` feature) implement [`FrameSource`] ([`source`]); [`quality`] is the capture gate.
@@ -96,10 +98,21 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
     if bytes.is_empty() {
         return Err(Error::image(source, "the file is empty (0 bytes)"));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let format = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::image(source, format!("cannot read the file: {e}")))?;
-    match reader.format() {
+        .map_err(|e| Error::image(source, format!("cannot read the file: {e}")))?
+        .format();
+    let parts = match format {
+        Some(ImageFormat::Png) => png_parts(bytes),
+        _ => vec![bytes],
+    };
+    let mut reader = ImageReader::new(Spliced::new(parts));
+    reader.set_format(format.unwrap_or(ImageFormat::Jpeg));
+    // the header is read under the decoding budget too (the default allows 512 MiB)
+    let mut header_budget = image::Limits::default();
+    header_budget.max_alloc = Some(limits.max_decode_bytes);
+    reader.limits(header_budget);
+    match format {
         Some(ImageFormat::Jpeg) | Some(ImageFormat::Png) => {}
         Some(other) => {
             return Err(Error::image(
@@ -114,7 +127,7 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
             ))
         }
     }
-    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+    if format == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
         return Err(Error::image(
             source,
             "corrupt or truncated image data: the JPEG ends before its last scan does",
@@ -175,6 +188,122 @@ pub fn decode(bytes: &[u8], source: &Path, limits: &Limits) -> Result<Frame> {
         rgb: img.into_rgb8(),
         source: source.to_path_buf(),
     })
+}
+
+/// The ancillary PNG chunks the decoded pixels depend on: transparency (the palette's alpha,
+/// before conversion to RGB) and EXIF (the orientation). Every other ancillary chunk (iCCP,
+/// zTXt, iTXt, tEXt, gAMA, APNG frames, private chunks, ...) is skipped: this crate applies no
+/// colour management, and a compressed profile or text could inflate to hundreds of MB
+/// inside the decoder whatever the pixel budget says.
+const PNG_KEPT_ANCILLARY: [&[u8; 4]; 2] = [b"tRNS", b"eXIf"];
+
+/// The byte ranges of a PNG file that reach the decoder: the signature and every critical
+/// chunk (upper-case first letter) or kept ancillary one ([`PNG_KEPT_ANCILLARY`]), in file
+/// order. Chunks are walked by their length fields; from the first one that does not fit in
+/// the file (or after IEND), the rest is passed on unchanged for the decoder to judge.
+fn png_parts(bytes: &[u8]) -> Vec<&[u8]> {
+    const SIGNATURE: usize = 8;
+    let mut at = SIGNATURE.min(bytes.len());
+    let mut parts = vec![&bytes[..at]];
+    // consecutive kept chunks are one range
+    let mut kept_from = at;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = [head[4], head[5], head[6], head[7]];
+        let Some(end) = at.checked_add(12 + len).filter(|&e| e <= bytes.len()) else {
+            break;
+        };
+        let critical = kind[0].is_ascii_uppercase();
+        if !critical && !PNG_KEPT_ANCILLARY.contains(&&kind) {
+            parts.push(&bytes[kept_from..at]);
+            kept_from = end;
+        }
+        at = end;
+        if &kind == b"IEND" {
+            break;
+        }
+    }
+    parts.push(&bytes[kept_from..]);
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Ranges of one buffer read as one stream, without copying them (the PNG [`png_parts`]
+/// keeps).
+struct Spliced<'a> {
+    parts: Vec<&'a [u8]>,
+    /// The part being read and the position inside it.
+    part: usize,
+    at: usize,
+}
+
+impl<'a> Spliced<'a> {
+    fn new(parts: Vec<&'a [u8]>) -> Self {
+        Spliced {
+            parts,
+            part: 0,
+            at: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.parts.iter().map(|p| p.len() as u64).sum()
+    }
+
+    fn position(&self) -> u64 {
+        let before: u64 = self.parts[..self.part].iter().map(|p| p.len() as u64).sum();
+        before + self.at as u64
+    }
+}
+
+impl std::io::BufRead for Spliced<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.part < self.parts.len() && self.at >= self.parts[self.part].len() {
+            self.part += 1;
+            self.at = 0;
+        }
+        Ok(self.parts.get(self.part).map_or(&[][..], |p| &p[self.at..]))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+}
+
+impl std::io::Read for Spliced<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Spliced<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => self.len().checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.position().checked_add_signed(d),
+        }
+        .ok_or_else(|| std::io::Error::other("seek before the start"))?;
+        let mut left = target;
+        self.part = 0;
+        self.at = 0;
+        while let Some(p) = self.parts.get(self.part) {
+            if left <= p.len() as u64 {
+                self.at = left as usize;
+                return Ok(target);
+            }
+            left -= p.len() as u64;
+            self.part += 1;
+        }
+        // past the end, as a file allows: reads return nothing
+        self.at = left as usize;
+        Ok(target)
+    }
 }
 
 /// True when a JPEG's last scan is followed by the end-of-image marker. Inside entropy-coded
@@ -268,6 +397,62 @@ mod tests {
         };
         let f = decode(&wide, Path::new("w.png"), &roomy).unwrap();
         assert_eq!(f.rgb.get_pixel(0, 0).0, [0, 0, 0]);
+    }
+
+    /// A PNG chunk.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(&body);
+        c.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn ancillary_chunks_are_skipped_not_inflated() {
+        // a zlib stream of one stored block of 60,000 zero bytes (the adler-32 of n zeros is
+        // n << 16 | 1)
+        let n: u16 = 60_000;
+        let mut zeros = vec![0x78, 0x01, 0x01];
+        zeros.extend_from_slice(&n.to_le_bytes());
+        zeros.extend_from_slice(&(!n).to_le_bytes());
+        zeros.resize(zeros.len() + n as usize, 0);
+        zeros.extend_from_slice(&((u32::from(n) << 16) | 1).to_be_bytes());
+        let mut iccp = b"profile\0\0".to_vec();
+        iccp.extend_from_slice(&zeros);
+        let mut ztxt = b"Comment\0\0".to_vec();
+        ztxt.extend_from_slice(&zeros);
+        let png = with_orientation(&png_bytes(3, 2), 6);
+        let ihdr_end = 8 + 8 + 13 + 4;
+        let extra = [
+            chunk(b"iCCP", &iccp),
+            chunk(b"zTXt", &ztxt),
+            chunk(b"tEXt", b"Author\0x"),
+            chunk(b"prVt", &[7; 100]),
+        ]
+        .concat();
+        let crafted = [&png[..ihdr_end], &extra[..], &png[ihdr_end..]].concat();
+        // only the chunks the pixels need reach the decoder, EXIF included
+        let kept: Vec<u8> = png_parts(&crafted).concat();
+        assert_eq!(kept, png);
+        // a budget far below what the profile inflates to: decoded, and rotated as before
+        let tight = Limits {
+            max_decode_bytes: 1000,
+            ..Limits::default()
+        };
+        let f = decode(&crafted, Path::new("icc.png"), &tight).unwrap();
+        assert_eq!(f.rgb.dimensions(), (2, 3));
+        assert_eq!(f.rgb.get_pixel(1, 2).0, [1, 2, 3]);
+        // a chunk cut short, or garbage after IEND, reaches the decoder as it is
+        let cut = ihdr_end + 20;
+        assert_eq!(png_parts(&crafted[..cut]).concat(), &crafted[..cut]);
+        let cut = crafted.len() - 3;
+        assert_eq!(png_parts(&crafted[..cut]).concat(), &png[..png.len() - 3]);
+        let trailing = [&crafted[..], b"junk"].concat();
+        assert!(png_parts(&trailing)
+            .concat()
+            .ends_with(b"IEND\xaeB`\x82junk"));
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! version and [`FORMAT_VERSION`]: a model, shape, output or engine change never reuses an
 //! entry. Entries are written atomically (temporary file, fsync, rename, folder fsync) and
 //! checked in full when read: a truncated, corrupt or foreign entry is reported as
-//! [`Lookup::Corrupt`] and the caller rebuilds it from ONNX; it is never trusted.
+//! [`Lookup::Corrupt`] and the caller rebuilds it from ONNX; it is never trusted. Before tract
+//! reads the payload, every size in it is checked against the bytes that hold it
+//! ([`check_payload`]: the tar's entries, each weight file's tensor header), so an entry
+//! whose sizes lie cannot make tract allocate more than the entry's own size.
 //!
 //! The header only proves an entry is intact, not that it is authentic: whoever can write the
 //! folder can recompute it. So the entry's key binds it to the manifest's pinned sha256 of the
@@ -158,7 +161,7 @@ impl ModelCache {
             Err(e) if e.is_missing() => return Lookup::Missing,
             Err(e) => return Lookup::Corrupt(format!("{}: {e}", path.display())),
         };
-        match check_entry(&bytes, key) {
+        match check_entry(&bytes, key).and_then(|()| check_payload(&bytes[HEADER_LEN..])) {
             Ok(()) => {
                 let mut bytes = bytes;
                 bytes.drain(..HEADER_LEN);
@@ -233,6 +236,78 @@ fn check_entry(bytes: &[u8], key: &CacheKey) -> std::result::Result<(), String> 
     Ok(())
 }
 
+/// Bytes of a tar header block (and the unit entries are padded to).
+const TAR_BLOCK: usize = 512;
+/// Bytes of the NNEF tensor header in front of a `.dat` file's data.
+const NNEF_TENSOR_HEADER: usize = 128;
+
+/// Checks the sizes inside a payload before tract reads it: a plain tar (what [`to_nnef`]
+/// writes; no compression) of regular files, folders and long-name or extended headers, each
+/// entry inside the payload, and each `.dat` tensor's header (rank <= 8, data size) stating no
+/// more data than its entry holds, since tract allocates a tensor from its header before
+/// reading the data. Sparse entries, whose stated size is not on disk, are refused.
+fn check_payload(tar: &[u8]) -> std::result::Result<(), String> {
+    let bad = |what: String| Err(format!("the model inside is damaged: {what}"));
+    let mut at = 0usize;
+    while let Some(h) = tar.get(at..at + TAR_BLOCK) {
+        if h.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        // the size: octal ASCII digits (base-256 sizes are for files over 8 GB)
+        let field = &h[124..136];
+        let digits = field
+            .iter()
+            .copied()
+            .skip_while(|&b| b == b' ')
+            .take_while(|&b| (b'0'..=b'7').contains(&b));
+        let mut size: u64 = 0;
+        for d in digits {
+            size = size.saturating_mul(8).saturating_add(u64::from(d - b'0'));
+        }
+        if field[0] & 0x80 != 0 {
+            return bad("a tar entry size in base-256".into());
+        }
+        let data = at + TAR_BLOCK;
+        let Some(end) = usize::try_from(size)
+            .ok()
+            .and_then(|n| data.checked_add(n))
+            .filter(|&e| e <= tar.len())
+        else {
+            return bad(format!("a tar entry of {size} bytes past the end"));
+        };
+        match h[156] {
+            b'0' | 0 | b'5' | b'L' | b'x' | b'g' => {}
+            t => return bad(format!("a tar entry of type '{}'", t.escape_ascii())),
+        }
+        let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        if h[156] != b'L' && h[..name_end].ends_with(b".dat") {
+            check_tensor(&tar[data..end])?;
+        }
+        at = end.div_ceil(TAR_BLOCK) * TAR_BLOCK;
+    }
+    bad("the tar archive has no end".into())
+}
+
+/// An NNEF tensor file: its header's rank and data size against the bytes after it.
+fn check_tensor(dat: &[u8]) -> std::result::Result<(), String> {
+    let bad = |what: &str| Err(format!("the model inside is damaged: a tensor {what}"));
+    let Some(h) = dat.get(..NNEF_TENSOR_HEADER) else {
+        return bad("file shorter than its header");
+    };
+    let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    if h[..2] != [0x4e, 0xef] {
+        return bad("without the NNEF magic");
+    }
+    let (data, rank) = (word(4) as usize, word(8));
+    if rank > 8 {
+        return bad("of rank over 8");
+    }
+    if data != dat.len() - NNEF_TENSOR_HEADER {
+        return bad("header stating another data size than the file holds");
+    }
+    Ok(())
+}
+
 /// The NNEF framework with the ONNX extension ops registered (tract core ops are built in).
 fn framework() -> tract_nnef::framework::Nnef {
     tract_nnef::nnef().with_onnx()
@@ -288,7 +363,7 @@ mod tests {
         let cache = ModelCache::new(dir.path().join("sub/dir"));
         let k = key();
         assert!(matches!(cache.read(&k), Lookup::Missing));
-        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = tar_with_tensor(4800, 4800, b'0');
         let path = cache.write(&k, &payload).unwrap();
         assert_eq!(path, cache.entry_path(&k));
         match cache.read(&k) {
@@ -335,6 +410,43 @@ mod tests {
             Lookup::Corrupt(w) => assert!(w.contains("another model"), "{w}"),
             other => panic!("expected corrupt, got {other:?}"),
         }
+    }
+
+    /// A tar of one `.dat` file holding an NNEF tensor header stating `data` bytes of data,
+    /// followed by `held` bytes.
+    fn tar_with_tensor(data: u32, held: usize, kind: u8) -> Vec<u8> {
+        let mut dat = vec![0u8; NNEF_TENSOR_HEADER];
+        dat[..4].copy_from_slice(&[0x4e, 0xef, 1, 0]);
+        dat[4..8].copy_from_slice(&data.to_le_bytes());
+        dat[8..12].copy_from_slice(&1u32.to_le_bytes());
+        dat[12..16].copy_from_slice(&(data / 4).to_le_bytes());
+        dat[44..48].copy_from_slice(&32u32.to_le_bytes());
+        dat.resize(NNEF_TENSOR_HEADER + held, 0);
+        let mut h = vec![0u8; TAR_BLOCK];
+        h[..5].copy_from_slice(b"w.dat");
+        h[124..135].copy_from_slice(format!("{:011o}", dat.len()).as_bytes());
+        h[156] = kind;
+        let mut tar = h;
+        tar.extend_from_slice(&dat);
+        tar.resize(tar.len().div_ceil(TAR_BLOCK) * TAR_BLOCK + 2 * TAR_BLOCK, 0);
+        tar
+    }
+
+    #[test]
+    fn sizes_inside_the_payload_are_checked_against_its_bytes() {
+        assert_eq!(check_payload(&tar_with_tensor(64, 64, b'0')), Ok(()));
+        // a tensor stating 4 GB of data in a 64-byte file: tract would allocate it first
+        let e = check_payload(&tar_with_tensor(u32::MAX - 3, 64, b'0')).unwrap_err();
+        assert!(e.contains("data size"), "{e}");
+        // a tar entry stating more bytes than the payload has, a sparse entry, no end
+        let mut long = tar_with_tensor(64, 64, b'0');
+        long[124..135].copy_from_slice(b"77777777777");
+        assert!(check_payload(&long).unwrap_err().contains("past the end"));
+        let sparse = tar_with_tensor(64, 64, b'S');
+        assert!(check_payload(&sparse).unwrap_err().contains("type 'S'"));
+        let good = tar_with_tensor(64, 64, b'0');
+        assert!(check_payload(&good[..TAR_BLOCK * 2]).is_err());
+        // what tract writes passes: tests/it/model_cache.rs (every entry there is a hit)
     }
 
     #[test]

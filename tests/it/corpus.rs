@@ -458,12 +458,13 @@ fn a_collage_of_six_portraits_reports_six_faces_and_analyses_one() {
 type Check = fn(&[u8]);
 
 /// The fuzz targets and the checks they run (fuzz/replay.rs).
-const FUZZ_TARGETS: [(&str, Check); 5] = [
+const FUZZ_TARGETS: [(&str, Check); 6] = [
     ("gallery_from_bytes", replay::gallery_from_bytes),
     ("manifest_parse", replay::manifest_parse),
     ("reference_csv", replay::reference_csv),
     ("image_to_top5", replay::image_to_top5),
     ("signature_file", replay::signature_file),
+    ("compiled_model", replay::compiled_model),
 ];
 
 /// Every committed fuzz seed and every saved crash (fuzz/regressions/TARGET/, one file per

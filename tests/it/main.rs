@@ -5,6 +5,7 @@
 //!
 //! Run one area with a filter: `cargo test --test it corpus::`.
 
+mod craft;
 mod util;
 
 mod align_golden;
@@ -29,4 +30,5 @@ mod parity;
 mod perf_models;
 mod reference_export;
 mod sign;
+mod tampered_inputs;
 mod trust;

@@ -6,6 +6,15 @@
 use super::super::ir::{Act, Axis, Concat, Model, Op, Post, Resize, Weights};
 use super::{damaged, CompiledError};
 
+/// `cout x ky x kx x cin_g`, the weights a convolution needs; `None` when it overflows
+/// (counts read from a file are any u32).
+fn weights_len(c: &super::super::ir::Conv) -> Option<usize> {
+    c.kernel[0]
+        .checked_mul(c.kernel[1])?
+        .checked_mul(c.cin_g())?
+        .checked_mul(c.cout)
+}
+
 /// Every index and length consistent, so planning and running cannot index out of bounds.
 pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
     let nv = m.values.len();
@@ -55,14 +64,15 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
                     })
                     && posts_ok(&c.post, c.cout, c.output, false)
                     && match &c.weights {
-                        Weights::F32(w) => w.len() == c.cout * c.k(),
+                        Weights::F32(w) => Some(w.len()) == weights_len(c),
                         Weights::I8 { w, scale, bias, .. } => {
-                            w.len() == c.cout * c.k()
+                            Some(w.len()) == weights_len(c)
                                 && scale.len() == c.cout
                                 && bias.as_ref().is_none_or(|b| b.len() == c.cout)
                         }
                     };
-                let geom_ok = {
+                // only once the indices are known to be in range
+                let geom_ok = ok && {
                     let i = m.values[c.input];
                     let o = m.values[c.output];
                     let (ih, iw) = if i.c == c.cin { (i.h, i.w) } else { (1, 1) };
@@ -159,10 +169,13 @@ pub(super) fn check(m: &Model) -> Result<(), CompiledError> {
             }
         }
     }
-    if m.outputs
-        .iter()
-        .any(|o| o.value >= nv || o.dims.iter().product::<usize>() != m.values[o.value].len())
-    {
+    if m.outputs.iter().any(|o| {
+        o.value >= nv
+            || o.dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none_or(|n| n != m.values[o.value].len())
+    }) {
         return bad("an output");
     }
     Ok(())

@@ -4,9 +4,14 @@
 //!
 //! Consumes a model and the identity of its source (ONNX sha256, input size); produces
 //! bytes, and back. Layout: magic `GENATIVE`, format version (u32), source sha256 (32
-//! bytes), input width and height (u32), body length (u64), body, CRC-32 of the body. Every
-//! length is checked against the bytes left before anything is allocated, so a damaged
-//! file is a typed error, never a panic or an unbounded allocation.
+//! bytes), input width and height (u32), body length (u64), body, CRC-32 of the body.
+//!
+//! The decoder streams (the checksum and the caller's sha256 are known only at the end), so
+//! it sizes everything from bytes, never from a count: every count is checked against the
+//! bytes left in the body (each item takes at least so many bytes) and the memory its items
+//! take in the decoded model is charged to a budget of [`MEMORY_FACTOR`] times the body's
+//! length plus [`MEMORY_SLACK`] before anything is allocated. A damaged or crafted file is a
+//! typed error, never a panic or an allocation beyond that budget.
 
 use super::ir::{
     Act, Axis, Concat, Conv, InputQuant, Model, Op, Output, Post, Resize, Shape, Weights,
@@ -23,6 +28,13 @@ pub const MAGIC: &[u8; 8] = b"GENATIVE";
 pub const VERSION: u32 = 2;
 /// The oldest format version this build reads.
 pub const OLDEST: u32 = 1;
+
+/// The decoded model may take at most this many times the body's length in memory (plus
+/// [`MEMORY_SLACK`]). A real model needs about 1x: its weights, stored as they are decoded.
+pub const MEMORY_FACTOR: u64 = 2;
+
+/// Fixed allowance for the per-operation structures of small models: 1 MiB.
+pub const MEMORY_SLACK: u64 = 1 << 20;
 
 /// Why a compiled file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,11 +289,16 @@ pub fn write(model: &Model, source: &Source) -> Vec<u8> {
     out
 }
 
-/// The body as it streams in: what is left of it, and the CRC-32 of what was read.
+/// The body as it streams in: what is left of it, the CRC-32 of what was read, and the
+/// memory the decoded model may still take.
 struct R<'a> {
     src: &'a mut dyn Read,
     left: u64,
     crc: crc32fast::Hasher,
+    budget: u64,
+    /// Every count read so far ([`count_fields`]), its offset counted in the body.
+    counts: Option<Vec<CountField>>,
+    len: u64,
 }
 
 fn damaged(what: &str) -> CompiledError {
@@ -303,6 +320,11 @@ fn exact<const N: usize>(src: &mut dyn Read) -> Result<[u8; N], CompiledError> {
     Ok(b)
 }
 
+/// Least encoded bytes of one operation (a Concat: tag, axis, input count, output).
+const MIN_OP: usize = 1 + 1 + 4 + 4;
+/// Least encoded bytes of one output (empty name, value, dimension count, layout flag).
+const MIN_OUTPUT: usize = 4 + 4 + 4 + 1;
+
 impl R<'_> {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), CompiledError> {
         if buf.len() as u64 > self.left {
@@ -318,7 +340,8 @@ impl R<'_> {
         self.fill(&mut b)?;
         Ok(b)
     }
-    /// `n` bytes; callers take `n` from [`R::count`], so it is bounded by the body.
+    /// `n` bytes; callers take `n` from [`R::count`], so it is bounded by the body and
+    /// already charged to the budget.
     fn take(&mut self, n: usize) -> Result<Vec<u8>, CompiledError> {
         let mut v = vec![0; n];
         self.fill(&mut v)?;
@@ -345,16 +368,48 @@ impl R<'_> {
     fn f32(&mut self) -> Result<f32, CompiledError> {
         Ok(f32::from_le_bytes(self.bytes()?))
     }
-    /// A count of items of `size` bytes, refused when the bytes left cannot hold them.
-    fn count(&mut self, size: usize) -> Result<usize, CompiledError> {
+    /// A count of items of at least `size` encoded bytes that take `T`'s size each in
+    /// memory: refused when the bytes left cannot hold them or when their memory would
+    /// overrun the budget, which is charged before the caller allocates.
+    fn count<T>(&mut self, size: usize, what: &'static str) -> Result<usize, CompiledError> {
+        let at = self.len - self.left;
         let n = self.u32()?;
-        if n.saturating_mul(size.max(1)) as u64 > self.left {
-            return Err(damaged("a length beyond the end of the file"));
+        if let Some(c) = self.counts.as_mut() {
+            c.push(CountField {
+                at: at as usize,
+                what,
+                item_bytes: size.max(1),
+            });
         }
+        if (n as u64).saturating_mul(size.max(1) as u64) > self.left {
+            return Err(CompiledError::Damaged(format!(
+                "{what}: a length beyond the end of the file"
+            )));
+        }
+        let memory = (n as u64).saturating_mul(std::mem::size_of::<T>().max(1) as u64);
+        if memory > self.budget {
+            return Err(CompiledError::Damaged(format!(
+                "{what}: {n} items would take more memory than {MEMORY_FACTOR} times the \
+                 file's size"
+            )));
+        }
+        self.budget -= memory;
         Ok(n)
     }
-    fn f32s(&mut self) -> Result<Vec<f32>, CompiledError> {
-        let n = self.count(4)?;
+    /// `n` items read by `item` into a vector allocated once (`n` comes from [`R::count`]).
+    fn items<T>(
+        &mut self,
+        n: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, CompiledError>,
+    ) -> Result<Vec<T>, CompiledError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+    fn f32s(&mut self, what: &'static str) -> Result<Vec<f32>, CompiledError> {
+        let n = self.count::<f32>(4, what)?;
         let mut out = Vec::with_capacity(n);
         let mut buf = [0u8; 1 << 14];
         while out.len() < n {
@@ -368,8 +423,13 @@ impl R<'_> {
         }
         Ok(out)
     }
-    fn str(&mut self) -> Result<String, CompiledError> {
-        let n = self.count(1)?;
+    /// A count of u32 indices or sizes, each read into a `usize`.
+    fn u32s(&mut self, what: &'static str) -> Result<Vec<usize>, CompiledError> {
+        let n = self.count::<usize>(4, what)?;
+        self.items(n, |r| r.u32())
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, CompiledError> {
+        let n = self.count::<u8>(1, what)?;
         String::from_utf8(self.take(n)?).map_err(|_| damaged("a name is not UTF-8"))
     }
     fn shape(&mut self) -> Result<Shape, CompiledError> {
@@ -397,12 +457,12 @@ impl R<'_> {
     fn post(&mut self) -> Result<Post, CompiledError> {
         Ok(match self.u8()? {
             0 => Post::Affine {
-                scale: self.f32s()?,
-                shift: self.f32s()?,
+                scale: self.f32s("an affine step's scales")?,
+                shift: self.f32s("an affine step's shifts")?,
             },
             1 => Post::Act(Act::Relu),
             2 => Post::Act(Act::Leaky(self.f32()?)),
-            3 => Post::Act(Act::Prelu(self.f32s()?)),
+            3 => Post::Act(Act::Prelu(self.f32s("a PReLU's slopes")?)),
             4 => Post::Act(Act::Sigmoid),
             5 => Post::Add(self.u32()?),
             6 => {
@@ -419,8 +479,8 @@ impl R<'_> {
         })
     }
     fn posts(&mut self) -> Result<Vec<Post>, CompiledError> {
-        let n = self.count(1)?;
-        (0..n).map(|_| self.post()).collect()
+        let n = self.count::<Post>(1, "the steps of an operation")?;
+        self.items(n, |r| r.post())
     }
 }
 
@@ -463,6 +523,11 @@ pub fn read_from(src: &mut dyn Read, size: u64, expected: &Source) -> Result<Mod
         src,
         left: len,
         crc: crc32fast::Hasher::new(),
+        budget: len
+            .saturating_mul(MEMORY_FACTOR)
+            .saturating_add(MEMORY_SLACK),
+        counts: None,
+        len,
     };
     let model = body_model(&mut r);
     if model.is_err() {
@@ -477,32 +542,71 @@ pub fn read_from(src: &mut dyn Read, size: u64, expected: &Source) -> Result<Mod
     Ok(model)
 }
 
+/// A count in a compiled file (little-endian u32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountField {
+    /// Offset in the file.
+    pub at: usize,
+    /// What it counts ("the operations", "a convolution's weights", ...).
+    pub what: &'static str,
+    /// Least encoded bytes of one item: the largest count the bytes after it could hold is
+    /// their number divided by this.
+    pub item_bytes: usize,
+}
+
+/// Every count of a compiled file (of maps, operations, steps, weights, name bytes, ...), in
+/// file order. For tests that tamper with each count of a real file; `None` when the file
+/// does not decode.
+pub fn count_fields(bytes: &[u8]) -> Option<Vec<CountField>> {
+    let body = bytes.get(HEADER as usize..bytes.len().checked_sub(4)?)?;
+    let mut src = body;
+    let mut r = R {
+        src: &mut src,
+        left: body.len() as u64,
+        crc: crc32fast::Hasher::new(),
+        budget: u64::MAX,
+        counts: Some(Vec::new()),
+        len: body.len() as u64,
+    };
+    body_model(&mut r).ok()?;
+    let counts = r.counts.take()?;
+    Some(
+        counts
+            .into_iter()
+            .map(|c| CountField {
+                at: HEADER as usize + c.at,
+                ..c
+            })
+            .collect(),
+    )
+}
+
 fn body_model(r: &mut R) -> Result<Model, CompiledError> {
-    let nv = r.count(12)?;
-    let values = (0..nv).map(|_| r.shape()).collect::<Result<Vec<_>, _>>()?;
-    let nops = r.count(1)?;
+    let nv = r.count::<Shape>(12, "the feature maps")?;
+    let values = r.items(nv, |r| r.shape())?;
+    let nops = r.count::<Op>(MIN_OP, "the operations")?;
     let mut ops = Vec::with_capacity(nops);
     for _ in 0..nops {
         ops.push(match r.u8()? {
             0 => {
-                let name = r.str()?;
+                let name = r.str("a convolution's name")?;
                 let [input, output, cin, cout] = r.arr::<4>()?;
                 let kernel = r.arr::<2>()?;
                 let stride = r.arr::<2>()?;
                 let pads = r.arr::<4>()?;
                 let groups = r.u32()?;
                 let weights = match r.u8()? {
-                    0 => Weights::F32(r.f32s()?),
+                    0 => Weights::F32(r.f32s("a convolution's weights")?),
                     1 => {
-                        let n = r.count(1)?;
+                        let n = r.count::<i8>(1, "a convolution's int8 weights")?;
                         let w = r.take(n)?.into_iter().map(|x| x as i8).collect();
-                        let scale = r.f32s()?;
+                        let scale = r.f32s("a convolution's weight scales")?;
                         let input = r.q()?;
                         let bias = match r.u8()? {
                             0 => None,
                             _ => {
-                                let n = r.count(4)?;
-                                Some((0..n).map(|_| r.i32()).collect::<Result<Vec<_>, _>>()?)
+                                let n = r.count::<i32>(4, "a convolution's integer biases")?;
+                                Some(r.items(n, |r| r.i32())?)
                             }
                         };
                         Weights::I8 {
@@ -514,12 +618,15 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                     }
                     _ => return Err(damaged("unknown weight kind")),
                 };
-                let bias = r.f32s()?;
+                let bias = r.f32s("a convolution's biases")?;
                 let pre = match r.u8()? {
                     0 => None,
-                    _ => Some((r.f32s()?, r.f32s()?)),
+                    _ => Some((
+                        r.f32s("a convolution's input scales")?,
+                        r.f32s("a convolution's input shifts")?,
+                    )),
                 };
-                let pad_value = r.f32s()?;
+                let pad_value = r.f32s("a convolution's padding values")?;
                 let post = r.posts()?;
                 Op::Conv(Conv {
                     name,
@@ -555,12 +662,8 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
             }
             3 => {
                 let (input, output) = (r.u32()?, r.u32()?);
-                let mut axis = || {
-                    let n = r.count(4)?;
-                    (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()
-                };
-                let rows = axis()?;
-                let cols = axis()?;
+                let rows = r.u32s("a resize's rows")?;
+                let cols = r.u32s("a resize's columns")?;
                 Op::Resize(Resize {
                     input,
                     output,
@@ -574,8 +677,7 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
                     1 => Axis::Pixels,
                     _ => return Err(damaged("unknown concatenation axis")),
                 };
-                let n = r.count(4)?;
-                let inputs = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                let inputs = r.u32s("a concatenation's inputs")?;
                 Op::Concat(Concat {
                     inputs,
                     output: r.u32()?,
@@ -585,20 +687,15 @@ fn body_model(r: &mut R) -> Result<Model, CompiledError> {
             _ => return Err(damaged("unknown operation")),
         });
     }
-    let no = r.count(1)?;
-    let mut outputs = Vec::with_capacity(no);
-    for _ in 0..no {
-        let name = r.str()?;
-        let value = r.u32()?;
-        let nd = r.count(4)?;
-        let dims = (0..nd).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-        outputs.push(Output {
-            name,
-            value,
-            dims,
+    let no = r.count::<Output>(MIN_OUTPUT, "the outputs")?;
+    let outputs = r.items(no, |r| {
+        Ok(Output {
+            name: r.str("an output's name")?,
+            value: r.u32()?,
+            dims: r.u32s("an output's dimensions")?,
             nchw: r.u8()? != 0,
-        });
-    }
+        })
+    })?;
     if r.left != 0 {
         return Err(damaged("trailing bytes"));
     }
@@ -738,11 +835,83 @@ mod tests {
         }));
     }
 
+    /// `bytes` with the u32 at `at` set to `v` and the checksum made right again.
+    fn with_count(bytes: &[u8], at: usize, v: u32) -> Vec<u8> {
+        let mut b = bytes.to_vec();
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32fast::hash(&b[HEADER as usize..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn counts_are_sized_from_the_bytes_and_charged_before_allocating() {
+        use crate::tools::synth::{synth, Arch};
+        let onnx = synth(Arch::RetinafaceMnet025, 2).onnx;
+        let m = super::super::import::import(&onnx, 64, 64).unwrap();
+        let src = Source {
+            sha256: [3; 32],
+            width: 64,
+            height: 64,
+        };
+        let bytes = write(&m, &src);
+        let fields = count_fields(&bytes).unwrap();
+        let first = |what: &str| fields.iter().find(|f| f.what == what).unwrap();
+        // the operation count at the largest value the bytes after it allow: each operation
+        // would take hundreds of bytes in memory (the abort of issue 21), refused by the
+        // budget before the vector is allocated
+        let ops = first("the operations");
+        let left = bytes.len() - 4 - (ops.at + 4);
+        let n = (left / ops.item_bytes) as u32;
+        let err = read(&with_count(&bytes, ops.at, n), &src).unwrap_err();
+        assert!(
+            err.to_string().contains("the operations") && err.to_string().contains("memory"),
+            "{err}"
+        );
+        // a count of steps, at 1 byte each, is refused the same way
+        let steps = first("the steps of an operation");
+        let left = bytes.len() - 4 - (steps.at + 4);
+        let err = read(&with_count(&bytes, steps.at, left as u32), &src).unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+        // beyond the bytes left: refused by them
+        let err = read(&with_count(&bytes, ops.at, u32::MAX), &src).unwrap_err();
+        assert!(err.to_string().contains("beyond the end"), "{err}");
+        // every count of the file is found, and rewriting one with its own value changes
+        // nothing
+        assert!(fields.len() > 3 * m.ops.len(), "{} counts", fields.len());
+        for f in &fields {
+            let v = u32::from_le_bytes(bytes[f.at..f.at + 4].try_into().unwrap());
+            assert_eq!(with_count(&bytes, f.at, v), bytes);
+        }
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_not_a_panic() {
+        // an output's dimensions whose product overflows (a panic in a debug build)
+        let (mut m, src) = model();
+        m.outputs[0].dims = vec![u32::MAX as usize; 4];
+        assert!(matches!(
+            read(&write(&m, &src), &src),
+            Err(CompiledError::Damaged(_))
+        ));
+    }
+
     #[test]
     fn inconsistent_bodies_are_refused() {
         let (mut m, src) = model();
         if let Op::Conv(c) = &mut m.ops[0] {
             c.bias.pop();
+        }
+        assert!(matches!(
+            read(&write(&m, &src), &src),
+            Err(CompiledError::Damaged(_))
+        ));
+        // a convolution reading a map that does not exist (found by the compiled_model
+        // fuzz seed's mutations: the geometry check indexed it)
+        let (mut m, src) = model();
+        if let Op::Conv(c) = &mut m.ops[0] {
+            c.input = 61_697;
         }
         assert!(matches!(
             read(&write(&m, &src), &src),
