@@ -320,6 +320,34 @@ mod tests {
         WriteLock::acquire(&g, Duration::ZERO, |_| panic!("released")).unwrap();
     }
 
+    #[test]
+    fn a_file_replaced_by_a_writer_without_the_lock_is_not_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let g = d.path().join("g.gallery");
+        let mut gallery = crate::gallery::tests::small_gallery_for_locks();
+        gallery.write_atomic(&g).unwrap();
+        let lock = WriteLock::acquire(&g, Duration::ZERO, |_| {}).unwrap();
+        // a writer that takes no lock replaces the file meanwhile
+        gallery.set_revision(7);
+        gallery.write_atomic(&g).unwrap();
+        let theirs = std::fs::read(&g).unwrap();
+        gallery.set_revision(1);
+        let e = lock.write(&gallery).unwrap_err();
+        assert!(matches!(e, Error::Gallery { .. }), "{e}");
+        assert!(
+            e.to_string().contains("replaced while this command ran"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&g).unwrap(), theirs);
+        assert!(crate::fsio::temporaries(&g).unwrap().is_empty());
+        // unchanged since the lock was taken: written
+        drop(lock);
+        let lock = WriteLock::acquire(&g, Duration::ZERO, |_| {}).unwrap();
+        gallery.set_revision(8);
+        lock.write(&gallery).unwrap();
+        assert_eq!(Gallery::read(&g).unwrap().revision(), 8);
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_lock_file_is_0644_whatever_the_umask() {

@@ -80,6 +80,11 @@ fn three_key_gallery(storage: Storage) -> Gallery {
     Gallery::new("demo-bundle", "v1.0.3", keys, storage).unwrap()
 }
 
+/// [`small_gallery`] for the lock's tests.
+pub(crate) fn small_gallery_for_locks() -> Gallery {
+    small_gallery()
+}
+
 fn small_gallery() -> Gallery {
     let mut g = Gallery::new("b", "v", vec![spec("m", false, 4)], Storage::I8).unwrap();
     let mut rng = Rng::new(7);

@@ -16,8 +16,9 @@
 //! existing case untouched. Few of these kills land inside the write: a run takes seconds (the
 //! models), the write microseconds. `gallery import` of a 2,000-image synthetic gallery (2 MB,
 //! no models) goes through the same write in a fraction of a second and is killed many more
-//! times; still only a few of its kills land between the temporary's creation and the rename
-//! (the stale temporaries counted; 2 of 33 runs on the 2-core machine this was written on).
+//! times; still only a part of its kills land between the temporary's creation and the rename
+//! (`stale_temps`: 12 of 52 runs in one measured run on a loaded 2-core machine; the rest hit
+//! the parsing before it or the time after it), which is why the stage tests exist.
 //! The temporaries they leave are not removed by the test: the next run of the command sweeps
 //! them, and a last complete run must leave none. Each part keeps to a time budget and prints
 //! its outcome counts (run with `--nocapture`).
