@@ -87,6 +87,16 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// A test that fails leaves no writer stopped or waiting behind it.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Whether process `pid` is stopped (state T in /proc).
 pub fn is_stopped(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
