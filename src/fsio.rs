@@ -17,10 +17,23 @@
 //! Reading has one rule too ([`read_capped`], [`open_capped`], in `fsio/read.rs`): every file
 //! the crate reads is opened without blocking, must be a regular file and is read through the
 //! [`Cap`] of its kind.
+//!
+//! A temporary file is registered while it exists ([`inflight`]): SIGTERM or SIGINT during a
+//! write removes it before the process ends (SIGKILL cannot be caught; the next writer of the
+//! same file sweeps what it left, see [`sweep_temporaries`]).
+//!
+//! Test stops: the binary may name one write stage ([`set_test_stop`], from the environment
+//! variable `GESTALT_EDGE_TEST_PAUSE`); a write reaching it stops its own process (SIGSTOP),
+//! so a test can kill it provably inside the write. Stopping is all it does: what is written
+//! and every check stay the same, and anyone who can set the process's environment can stop it
+//! with `kill -STOP` anyway, so it is compiled into every build.
+
+mod inflight;
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::{Error, Result};
 
@@ -66,33 +79,145 @@ pub fn write_atomic_with(
     access: Access,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
+    write_atomic_checked(path, access, fill, || Ok(()))
+}
+
+/// [`write_atomic_with`], calling `before_rename` once the temporary file is complete and
+/// durable, just before it replaces `path`: an error from it leaves `path` as it was, removes
+/// the temporary and is returned (a writer re-checks there that nobody replaced the file it
+/// read).
+pub fn write_atomic_checked(
+    path: &Path,
+    access: Access,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    before_rename: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let dir = folder(path);
-    // `.NAME.XXXXXX.tmp`: a left-over after a kill says which file it was for
-    let name = path.file_name().ok_or_else(|| {
+    let prefix = temp_prefix(path).ok_or_else(|| {
         io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a file path",
         ))
     })?;
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(name);
-    prefix.push(".");
+    // `.NAME.XXXXXX.tmp`: a left-over after a kill says which file it was for
     let tmp = tempfile::Builder::new()
         .prefix(&prefix)
-        .suffix(".tmp")
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(io)?;
+    // removed by the SIGTERM / SIGINT handler if the process is told to end during the write;
+    // registered until the temporary is renamed or removed (dropped after `tmp`)
+    let registered = inflight::Registration::new(tmp.path());
+    let result = fill_and_rename(tmp, path, access, fill, before_rename);
+    drop(registered);
+    result
+}
+
+/// The body of [`write_atomic_checked`] once the temporary exists: `tmp` is renamed over
+/// `path` or removed (dropped) on every path out.
+fn fill_and_rename(
+    tmp: tempfile::NamedTempFile,
+    path: &Path,
+    access: Access,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    before_rename: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let io = |e: std::io::Error| Error::io(path, e);
     set_mode(tmp.as_file(), access).map_err(io)?;
+    test_stop("created");
     {
         let mut w = std::io::BufWriter::new(tmp.as_file());
         fill(&mut w).map_err(io)?;
         w.flush().map_err(io)?;
     }
+    test_stop("written");
     tmp.as_file().sync_all().map_err(io)?;
+    test_stop("synced");
+    before_rename()?;
     tmp.persist(path).map_err(|e| io(e.error))?;
-    sync_folder(dir);
+    test_stop("renamed");
+    sync_folder(folder(path));
     Ok(())
+}
+
+/// Suffix of every temporary file [`write_atomic_with`] makes.
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// `.NAME.`: how the temporary files of `path` begin (`None` for a path without a file name).
+fn temp_prefix(path: &Path) -> Option<std::ffi::OsString> {
+    let name = path.file_name()?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    Some(prefix)
+}
+
+/// The temporary files of `path` in its folder (`.NAME.XXXXXX.tmp`): what a writer killed
+/// with SIGKILL left, or a live writer's (callers that sweep them hold the file's write lock,
+/// so there is no live writer). Sorted.
+pub fn temporaries(path: &Path) -> Result<Vec<PathBuf>> {
+    let Some(prefix) = temp_prefix(path) else {
+        return Ok(Vec::new());
+    };
+    let prefix = prefix.to_string_lossy().into_owned();
+    let dir = folder(path);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // the random part tempfile adds is six characters, never empty
+        if name.len() > prefix.len() + TEMP_SUFFIX.len()
+            && name.starts_with(&prefix)
+            && name.ends_with(TEMP_SUFFIX)
+        {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes the temporary files of `path` ([`temporaries`]); returns how many. Call it only
+/// while holding the file's write lock. A temporary that cannot be removed is an
+/// [`Error::Io`] naming it (it may hold data that should be gone).
+pub fn sweep_temporaries(path: &Path) -> Result<usize> {
+    let found = temporaries(path)?;
+    for t in &found {
+        match std::fs::remove_file(t) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(t, e)),
+        }
+    }
+    Ok(found.len())
+}
+
+/// The write stage at which this process stops itself (tests only; see the module doc).
+static TEST_STOP: OnceLock<String> = OnceLock::new();
+
+/// Names the write stage (`created`, `written`, `synced`, `renamed`, or a caller's such as
+/// `locked`) at which this process stops itself with SIGSTOP; set once, by the binary, from
+/// its environment. Later calls change nothing.
+pub fn set_test_stop(stage: &str) {
+    let _ = TEST_STOP.set(stage.to_string());
+}
+
+/// Stops the process (SIGSTOP) when `stage` is the stage named by [`set_test_stop`].
+pub fn test_stop(stage: &str) {
+    if TEST_STOP.get().is_some_and(|s| s == stage) {
+        #[cfg(unix)]
+        // SAFETY: raise takes a signal number and no pointers.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+    }
 }
 
 /// Opens `path` for appending, creating it with `access` permissions when it does not exist

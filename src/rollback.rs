@@ -1,6 +1,12 @@
 //! Rollback protection: the highest signed revision a device has seen, per bundle name and
-//! per gallery identity, so an older signed bundle or gallery (with its old, valid signature)
+//! per gallery slot, so an older signed bundle or gallery (with its old, valid signature)
 //! is refused instead of silently replacing a newer one.
+//!
+//! A gallery's slot is the bundle id it was made with, whatever its version label: a gallery
+//! labelled "2024-01" at revision 3 after "2024-06" at revision 4 is older, and refused. A new
+//! gallery version starts above the old revision (`gallery build --revision N`). Marks files
+//! written before (galleries keyed "bundle_id/version") are read as the highest revision per
+//! bundle id and rewritten in that form on the next record.
 //!
 //! Consumes a state folder (the CLI picks it; the library never reads the environment) and,
 //! per signed file loaded, what it is ([`Subject`]) and its signed revision; produces a
@@ -29,7 +35,8 @@ pub enum Subject {
         /// The bundle's name.
         name: String,
     },
-    /// A gallery, by the bundle id it was made with and its version label.
+    /// A gallery, by the bundle id it was made with (its slot); the version label only
+    /// names it in messages.
     Gallery {
         /// The gallery's bundle id.
         bundle_id: String,
@@ -42,10 +49,26 @@ impl Subject {
     fn id(&self) -> String {
         match self {
             Subject::Bundle { name } => name.clone(),
-            Subject::Gallery {
-                bundle_id,
-                gallery_version,
-            } => format!("{bundle_id}/{gallery_version}"),
+            Subject::Gallery { bundle_id, .. } => bundle_id.clone(),
+        }
+    }
+
+    /// How to make a file this device accepts after `seen`.
+    fn newer_hint(&self, seen: u32) -> String {
+        match (self, seen.checked_add(1)) {
+            (_, None) => "no newer revision exists: only a new bundle (for a gallery: one made \
+                          with another bundle id) or an operator's reset of this device's \
+                          revision marks lets a newer one in"
+                .to_string(),
+            (Subject::Bundle { .. }, Some(next)) => format!(
+                "install revision {seen} or newer; to publish a new bundle, set \
+                 `[bundle] revision = {next}` (or higher) in its manifest and sign it"
+            ),
+            (Subject::Gallery { .. }, Some(next)) => format!(
+                "install revision {seen} or newer; to publish a new gallery for this bundle \
+                 (any version label), build it with `gallery build --revision {next}` (or \
+                 higher) and sign it"
+            ),
         }
     }
 }
@@ -57,7 +80,11 @@ impl std::fmt::Display for Subject {
             Subject::Gallery {
                 bundle_id,
                 gallery_version,
-            } => write!(f, "gallery '{gallery_version}' of bundle {bundle_id}"),
+            } => write!(
+                f,
+                "gallery '{gallery_version}' of bundle {bundle_id} (marks are kept per bundle id, \
+                 whatever the version label)"
+            ),
         }
     }
 }
@@ -131,8 +158,8 @@ impl RevisionState {
                         path,
                         reason: format!(
                             "{subject} revision {revision} is older than revision {seen} \
-                             already seen on this device; install revision {seen} or newer \
-                             (or allow the older one explicitly with --allow-older-revision)"
+                             already seen on this device; {}",
+                            subject.newer_hint(seen)
                         ),
                     })
                 }
@@ -180,7 +207,21 @@ fn read_marks(path: &Path) -> Result<Marks> {
         Err(e) if e.is_missing() => return Ok(Marks::default()),
         Err(e) => return Err(fail(e.to_string())),
     };
-    serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))
+    let mut marks: Marks = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+    marks.galleries = migrate(std::mem::take(&mut marks.galleries));
+    Ok(marks)
+}
+
+/// Gallery marks keyed "bundle_id/version" (written by earlier builds) to one mark per bundle
+/// id, the highest of its versions (a bundle id never holds '/').
+fn migrate(galleries: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = BTreeMap::new();
+    for (key, revision) in galleries {
+        let slot = key.split_once('/').map_or(key.as_str(), |(id, _)| id);
+        let mark = out.entry(slot.to_string()).or_insert(revision);
+        *mark = (*mark).max(revision);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -212,17 +253,81 @@ mod tests {
             Verdict::OlderAllowed { seen: 5 }
         );
         assert_eq!(s.seen(&g).unwrap(), Some(5));
-        // other identities are independent
-        assert_eq!(
-            s.check(&gallery("v2"), 0, false).unwrap(),
-            Verdict::Recorded
-        );
+        // a bundle is another kind of subject: independent of the gallery marks
         let b = Subject::Bundle { name: "v1".into() };
         assert_eq!(s.check(&b, 1, false).unwrap(), Verdict::Recorded);
         assert!(s.check(&b, 0, false).is_err());
         // the marks survive a new reader
         let again = RevisionState::new(d.path().join("state"));
         assert_eq!(again.seen(&g).unwrap(), Some(5));
+    }
+
+    #[test]
+    fn a_gallery_slot_is_its_bundle_id_whatever_the_label() {
+        let d = tempfile::tempdir().unwrap();
+        let s = RevisionState::new(d.path());
+        assert_eq!(
+            s.check(&gallery("2024-06"), 4, false).unwrap(),
+            Verdict::Recorded
+        );
+        let e = s.check(&gallery("2024-01"), 3, false).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("revision 3 is older than revision 4"), "{msg}");
+        assert!(msg.contains("gallery build --revision 5"), "{msg}");
+        assert!(
+            !msg.contains("allow-older") && !msg.contains("version label:"),
+            "{msg}"
+        );
+        assert_eq!(
+            s.check(&gallery("2025-01"), 5, false).unwrap(),
+            Verdict::Recorded
+        );
+        assert_eq!(s.seen(&gallery("2024-06")).unwrap(), Some(5));
+        // another bundle id is another slot
+        let other = Subject::Gallery {
+            bundle_id: "0123456789abcdef".into(),
+            gallery_version: "2024-06".into(),
+        };
+        assert_eq!(s.check(&other, 0, false).unwrap(), Verdict::Recorded);
+    }
+
+    #[test]
+    fn the_last_revision_says_only_a_new_bundle_or_a_reset_helps() {
+        let d = tempfile::tempdir().unwrap();
+        let s = RevisionState::new(d.path());
+        s.check(&gallery("v"), u32::MAX, false).unwrap();
+        let msg = s.check(&gallery("w"), 7, false).unwrap_err().to_string();
+        assert!(msg.contains("no newer revision exists"), "{msg}");
+        assert!(msg.contains("new bundle") && msg.contains("reset"), "{msg}");
+        assert!(!msg.contains("--revision"), "{msg}");
+    }
+
+    #[test]
+    fn marks_keyed_by_version_label_are_migrated_to_the_highest_per_bundle_id() {
+        let d = tempfile::tempdir().unwrap();
+        let s = RevisionState::new(d.path());
+        std::fs::write(
+            s.path(),
+            br#"{"bundles": {"demo": 2}, "galleries": {"90bc16bf50314a70/2024-06": 4,
+                "90bc16bf50314a70/2024-01": 3, "0123456789abcdef/1": 9}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.seen(&gallery("anything")).unwrap(), Some(4));
+        assert!(s.check(&gallery("2024-01"), 3, false).is_err());
+        // the next record writes the migrated form
+        assert_eq!(
+            s.check(&gallery("2025"), 6, false).unwrap(),
+            Verdict::Recorded
+        );
+        let text = std::fs::read_to_string(s.path()).unwrap();
+        let marks: Marks = serde_json::from_str(&text).unwrap();
+        let want: BTreeMap<String, u32> = [
+            ("0123456789abcdef".to_string(), 9),
+            ("90bc16bf50314a70".to_string(), 6),
+        ]
+        .into();
+        assert_eq!(marks.galleries, want);
+        assert_eq!(marks.bundles.get("demo"), Some(&2));
     }
 
     #[test]

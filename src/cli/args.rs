@@ -173,10 +173,13 @@ pub struct BuildArgs {
     /// Version string reported as gallery_version.
     #[arg(long, value_name = "TEXT", default_value = "1")]
     pub gallery_version: String,
-    /// Revision counter of the new gallery (start above the one it replaces: devices that
-    /// saw a higher signed revision of this gallery refuse a lower one).
+    /// Revision counter of the new gallery. Start above the one it replaces: a device keeps
+    /// the highest signed revision it saw per bundle id, whatever --gallery-version, and
+    /// refuses a lower one (exit 8).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub revision: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +210,8 @@ pub struct AddArgs {
     /// Image id stored in the gallery (default: the file name).
     #[arg(long)]
     pub image_id: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -376,6 +381,8 @@ pub struct BenchArgs {
     /// `predict --gallery FILE` can be measured against the same gallery.
     #[arg(long, value_name = "FILE")]
     pub save_gallery: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Also time a capped gallery search (at most N exact scores; not proven, its recall
     /// against the flat scan is reported). Needs an indexed gallery (--gallery-size of at
     /// least 20000).
@@ -422,6 +429,8 @@ pub struct ImportArgs {
     /// Gallery file to write (replaced atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Storage type of the embeddings.
     #[arg(long, value_enum, default_value = "f16")]
     pub storage: StorageArg,
@@ -431,6 +440,16 @@ pub struct ImportArgs {
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The write-lock flag of every command that writes a gallery file.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// Seconds to wait for another command writing the same gallery (one writer at a time,
+    /// through a lock file `.NAME.lock` beside it); still locked after that: exit 6, naming
+    /// the other process, nothing written.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub lock_wait: u64,
 }
 
 /// Model-cache flags shared by the commands that load a bundle.

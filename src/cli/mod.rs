@@ -19,6 +19,10 @@ use args::{Cli, Command, GalleryCommand};
 /// Runs one command; returns the exit code for a run that got to the end (a batch with
 /// failed photos returns the first failure's code).
 pub fn run(cli: Cli) -> Result<i32> {
+    // tests stop a write at a named stage to kill it there (see gestalt_edge::fsio)
+    if let Some(stage) = std::env::var_os("GESTALT_EDGE_TEST_PAUSE") {
+        gestalt_edge::fsio::set_test_stop(&stage.to_string_lossy());
+    }
     match cli.command {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Gallery(GalleryCommand::Build(a)) => cmd::gallery::build(a),

@@ -75,8 +75,10 @@ impl Gallery {
             Error::gallery(
                 &self.source,
                 format!(
-                    "revision {} is the last one a gallery can hold; build a new gallery with \
-                     another gallery version",
+                    "revision {} is the last one a gallery can hold, and devices refuse any \
+                     lower revision of a gallery made with this bundle (whatever its version \
+                     label): a newer gallery needs a new bundle (another bundle id), or an \
+                     operator resetting the devices' revision marks",
                     self.data.revision
                 ),
             )

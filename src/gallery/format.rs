@@ -87,6 +87,25 @@ impl From<DataV1> for Data {
     }
 }
 
+/// The revision stored in the first bytes of a gallery file (header, body tag, bundle id,
+/// version label, revision), without reading the rest; `None` when they do not hold one.
+/// Writers use it to see whether the file changed under them ([`super::lock`]).
+pub(crate) fn peek_revision(head: &[u8]) -> Option<u32> {
+    let (header, rest): (Header, &[u8]) = postcard::take_from_bytes(head).ok()?;
+    if header.magic != MAGIC {
+        return None;
+    }
+    // Body::V1 and Body::V2 both begin with the bundle id, the label and the revision
+    let (tag, rest): (u32, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    if tag > 1 {
+        return None;
+    }
+    let (_, rest): (&str, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    let (_, rest): (&str, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    let (revision, _): (u32, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    Some(revision)
+}
+
 impl Gallery {
     /// The complete file content: header, body, CRC-32.
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -68,7 +68,8 @@ impl Gallery {
 
     /// Writes the gallery to `path`, replacing any existing file atomically
     /// ([`crate::fsio`]); a gallery holds patient data, so the file is owner-only (0600).
-    /// Failures are [`Error::Io`].
+    /// Failures are [`Error::Io`]. Takes no lock: the commands write through
+    /// [`super::lock::WriteLock`], one writer per gallery.
     pub fn write_atomic(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::fsio::write_atomic(
             path.as_ref(),

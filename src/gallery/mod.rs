@@ -14,6 +14,7 @@ pub mod curate;
 pub mod format;
 pub mod io;
 pub mod labels;
+pub mod lock;
 pub mod quant;
 pub mod skim;
 

@@ -80,6 +80,11 @@ fn three_key_gallery(storage: Storage) -> Gallery {
     Gallery::new("demo-bundle", "v1.0.3", keys, storage).unwrap()
 }
 
+/// [`small_gallery`] for the lock's tests.
+pub(crate) fn small_gallery_for_locks() -> Gallery {
+    small_gallery()
+}
+
 fn small_gallery() -> Gallery {
     let mut g = Gallery::new("b", "v", vec![spec("m", false, 4)], Storage::I8).unwrap();
     let mut rng = Rng::new(7);
@@ -538,5 +543,27 @@ fn revision_bumps_are_checked() {
     assert_eq!(g.bump_revision().unwrap(), u32::MAX);
     let msg = gallery_err(g.bump_revision().map(|_| g.clone()));
     assert!(msg.contains("revision 4294967295 is the last one"), "{msg}");
+    // the way out it names is one the rollback check honours, not another version label
+    assert!(
+        msg.contains("new bundle") && !msg.contains("another gallery version"),
+        "{msg}"
+    );
     assert_eq!(g.revision(), u32::MAX);
+}
+
+#[test]
+fn the_revision_is_read_from_the_head_of_the_file() {
+    let mut g = small_gallery();
+    for r in [0, 1, 300, u32::MAX] {
+        g.set_revision(r);
+        let bytes = g.to_bytes();
+        assert_eq!(format::peek_revision(&bytes), Some(r));
+        // the first 64 bytes hold it for a short bundle id and label
+        assert_eq!(
+            format::peek_revision(&bytes[..64.min(bytes.len())]),
+            Some(r)
+        );
+    }
+    assert_eq!(format::peek_revision(b"GESTALTX\x02\x01"), None);
+    assert_eq!(format::peek_revision(&g.to_bytes()[..12]), None);
 }

@@ -18,6 +18,7 @@ mod detector_input;
 mod device;
 mod device_screens;
 mod eval;
+mod gallery_locks;
 mod gallery_search;
 mod import;
 mod killtest;

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::LockArgs;
+
 /// Arguments of `gallery remove`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["subject", "image"])))]
@@ -16,6 +18,8 @@ pub struct RemoveArgs {
     /// Remove this one image.
     #[arg(long, value_name = "ID")]
     pub image: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// Arguments of `gallery relabel`.
@@ -39,6 +43,8 @@ pub struct RelabelArgs {
     /// Entrez id of --gene.
     #[arg(long, value_name = "N", requires = "gene")]
     pub entrez: Option<u32>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// Arguments of `gallery list`.

@@ -269,7 +269,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     let gbytes = synthetic_gallery(&id, &keys, a.gallery_size, Storage::F16, 1);
     std::fs::write(&gpath, &gbytes).map_err(|e| Error::io(&gpath, e))?;
     if let Some(keep) = &a.save_gallery {
-        gestalt_edge::fsio::write_atomic(keep, &gbytes, gestalt_edge::fsio::Access::Private)?;
+        super::writer::lock(keep, &a.lock)?.write_bytes(&gbytes)?;
     }
     drop(gbytes);
     // the peak RSS is the product's (load, gallery, photos), not the synthetic gallery's

@@ -4,21 +4,24 @@
 //! the revision one higher, and says what changed.
 
 use crate::cli::out::outln;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gestalt_edge::gallery::curate::Removed;
+use gestalt_edge::gallery::lock::WriteLock;
 use gestalt_edge::gallery::Gallery;
 use gestalt_edge::{Error, Result};
 
 use crate::cli::args::{ListArgs, RelabelArgs, RemoveArgs};
 use crate::cli::report;
 
-/// Writes the edited gallery with the revision one higher; a signature beside it no
-/// longer matches, which the operator is told.
-fn save(g: &mut Gallery, path: &Path) -> Result<()> {
+/// Writes the edited gallery with the revision one higher under its write lock, and
+/// succeeds only when no temporary copy of the earlier content is left beside it; a signature
+/// beside it no longer matches, which the operator is told.
+fn save(g: &mut Gallery, lock: &WriteLock) -> Result<()> {
     g.bump_revision()?;
-    g.write_atomic(path)?;
-    let sig = PathBuf::from(format!("{}.sig", path.display()));
+    lock.write(g)?;
+    lock.check_no_copies_left()?;
+    let sig = PathBuf::from(format!("{}.sig", lock.path().display()));
     if sig.exists() {
         eprintln!(
             "note: {} was made for the previous content and no longer matches; sign the gallery again (gestalt-edge sign) before deploying it",
@@ -43,13 +46,15 @@ fn describe(r: &Removed) -> String {
 }
 
 pub fn remove(a: RemoveArgs) -> Result<i32> {
+    let lock = super::writer::lock(&a.gallery, &a.lock)?;
     let mut g = Gallery::read(&a.gallery)?;
     let removed = match (&a.subject, &a.image) {
         (Some(s), None) => g.remove_subject(s)?,
         (None, Some(i)) => g.remove_image(i)?,
         _ => return Err(Error::Usage("give --subject or --image".into())),
     };
-    save(&mut g, &a.gallery)?;
+    save(&mut g, &lock)?;
+    drop(lock);
     outln!(
         "removed {} from {}: now {} images, {} subjects, revision {}",
         describe(&removed),
@@ -62,10 +67,12 @@ pub fn remove(a: RemoveArgs) -> Result<i32> {
 }
 
 pub fn relabel(a: RelabelArgs) -> Result<i32> {
+    let lock = super::writer::lock(&a.gallery, &a.lock)?;
     let mut g = Gallery::read(&a.gallery)?;
     let gene = a.gene.as_deref().map(|n| (n, a.entrez));
     let removed = g.relabel(&a.subject, &a.label, a.omim, gene)?;
-    save(&mut g, &a.gallery)?;
+    save(&mut g, &lock)?;
+    drop(lock);
     let omim = g
         .syndromes()
         .iter()

@@ -89,7 +89,10 @@ pub fn build(a: BuildArgs) -> Result<i32> {
             gallery.set_pp4(label, t)?;
         }
     }
-    gallery.write_atomic(&a.out)?;
+    // the lock only around the write: the photos were analysed without it
+    let lock = super::writer::lock(&a.out, &a.lock)?;
+    lock.write(&gallery)?;
+    drop(lock);
     let s = gallery.summary();
     outln!(
         "wrote {}: {} images, {} subjects, {} syndromes, {} genes ({} skipped); bundle {}, {} storage, {} bytes",
@@ -107,11 +110,16 @@ pub fn build(a: BuildArgs) -> Result<i32> {
 }
 
 /// `gallery add`: one diagnosed photo into an existing gallery (rewritten atomically).
+///
+/// The photo is analysed first, without the lock (a read of the gallery then only checks it
+/// fits the bundle, before the models load); the gallery is then read again, extended and
+/// written under its write lock, so an edit another writer made meanwhile is kept.
 pub fn add(a: AddArgs) -> Result<i32> {
     let settings = Settings::resolve(&a.analyse, None)?;
-    let mut gallery = settings.read_gallery(&a.gallery)?;
+    let first = settings.read_gallery(&a.gallery)?;
     let session = settings.load()?;
-    pipeline::check_gallery(&session.bundle, &gallery)?;
+    pipeline::check_gallery(&session.bundle, &first)?;
+    drop(first);
     let face = session.analyse(&a.image)?;
     let image_id = a.image_id.clone().unwrap_or_else(|| {
         a.image
@@ -130,9 +138,13 @@ pub fn add(a: AddArgs) -> Result<i32> {
             .map(|g| vec![(g, a.entrez)])
             .unwrap_or_default(),
     };
+    let lock = super::writer::lock(&a.gallery, &a.lock)?;
+    let mut gallery = session.settings.read_gallery(&a.gallery)?;
+    pipeline::check_gallery(&session.bundle, &gallery)?;
     gallery.bump_revision()?;
     gallery.add(&case, &face.embeddings)?;
-    gallery.write_atomic(&a.gallery)?;
+    lock.write(&gallery)?;
+    drop(lock);
     outln!(
         "added {image_id} ({}) to {}: now {} images, revision {}",
         a.label,

@@ -57,7 +57,9 @@ pub fn run(a: ImportArgs) -> Result<i32> {
         gallery_version: a.gallery_version.clone(),
     };
     let (gallery, report) = import(&req)?;
-    gallery.write_atomic(&a.out)?;
+    let lock = super::writer::lock(&a.out, &a.lock)?;
+    lock.write(&gallery)?;
+    drop(lock);
     let s = gallery.summary();
     if a.json {
         let v = serde_json::json!({

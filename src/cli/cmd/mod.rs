@@ -14,3 +14,4 @@ pub mod predict;
 mod quantize;
 pub mod run;
 pub mod sign;
+mod writer;
