@@ -315,7 +315,7 @@ fn quantize_demo_bundle_reaches_integer_ops_and_agrees() {
     // measured 0.9946 (0.991 with plain min/max ranges) on the six demo photos, short of the
     // 0.995 target that the options below reach (the README says both)
     let cos = cosine_mean(&stdout);
-    assert!(cos >= 0.994 && cos <= 1.0, "{stdout}");
+    assert!((0.994..=1.0).contains(&cos), "{stdout}");
     // the int8 bundle runs the whole pipeline: a gallery of the demo identities, and the
     // second photos of persons A and B find their own identity first, as with the float bundle
     assert_eq!(
