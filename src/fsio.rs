@@ -248,17 +248,40 @@ pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
-/// Opens (creating when missing) the lock file `path` and holds an exclusive advisory lock on
-/// it until the returned handle is dropped; waits while another process holds it. A lock file
-/// the caller created is 0644 whatever the umask (its content is never patient data).
+/// Opens (creating when missing) the lock file `path`: no symlink followed, never blocking on
+/// a FIFO, a regular file required, 0644 on the handle whatever the umask (a lock file holds
+/// at most its holder's process id, never patient data). The one opener of the gallery locks
+/// and of [`lock_exclusive`].
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // no symlink followed: a lock file lies beside what it guards
+        options
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // the umask may have taken bits away (or a planted file may have more): set them
+        if file.metadata()?.permissions().mode() & 0o7777 != 0o644 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(file)
+}
+
+/// Opens the lock file `path` ([`open_lock_file`]) and holds an exclusive advisory lock on it
+/// until the returned handle is dropped; waits while another process holds it.
 pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    // another user's lock file (for example root's, read by the service) keeps its mode
-    let _ = set_mode(&f, Access::Shared);
+    let f = open_lock_file(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;

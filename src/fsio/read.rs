@@ -364,9 +364,9 @@ mod tests {
     /// `/sys`, device nodes the board opens on purpose, the random source and the folder fsync
     /// of the atomic writer (which opens a folder, not a file's content).
     const ALLOWED: [(&str, &str); 7] = [
-        // the gallery's lock file: opened to lock; only its holder's pid is read, bounded
+        // lock files: opened to lock; only a holder's pid is read, bounded
         (
-            "src/gallery/lock.rs",
+            "src/fsio.rs",
             "options.create(true).truncate(false).read(true).write(true)",
         ),
         ("src/fsio/read.rs", "options.read(true)"),

@@ -75,7 +75,7 @@ impl WriteLock {
     ) -> Result<WriteLock> {
         let lock = lock_path(path);
         let fail = |why: String| Error::gallery(path, why);
-        let mut file = open_lock_file(&lock)
+        let mut file = crate::fsio::open_lock_file(&lock)
             .map_err(|e| fail(format!("cannot open the lock file {}: {e}", lock.display())))?;
         let start = Instant::now();
         let mut on_wait = Some(on_wait);
@@ -194,33 +194,6 @@ impl Drop for WriteLock {
 
 fn show(r: Option<u32>) -> String {
     r.map_or_else(|| "none".to_string(), |r| r.to_string())
-}
-
-/// Opens (creating) the lock file, 0644 on the handle whatever the umask.
-fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).truncate(false).read(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // no symlink followed: the lock file is ours, in the gallery's folder
-        options
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // the umask may have taken bits away (or a planted file may have more): set them
-        if file.metadata()?.permissions().mode() & 0o7777 != 0o644 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(file)
 }
 
 /// Tries the exclusive lock without blocking: `Ok(false)` when another process holds it.

@@ -788,8 +788,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_detector_survives_the_round_trip_and_its_ops_are_checked() {
+    /// A synthesized RetinaFace imported at 64x64, and the source it is compiled for.
+    fn detector_at_64() -> (Model, Source) {
         use crate::tools::synth::{synth, Arch};
         let onnx = synth(Arch::RetinafaceMnet025, 2).onnx;
         let m = super::super::import::import(&onnx, 64, 64).unwrap();
@@ -798,6 +798,12 @@ mod tests {
             width: 64,
             height: 64,
         };
+        (m, src)
+    }
+
+    #[test]
+    fn a_detector_survives_the_round_trip_and_its_ops_are_checked() {
+        let (m, src) = detector_at_64();
         let count = |f: fn(&Op) -> bool| m.ops.iter().filter(|o| f(o)).count();
         assert_eq!(count(|o| matches!(o, Op::Resize(_))), 2);
         assert_eq!(count(|o| matches!(o, Op::Concat(_))), 6);
@@ -847,14 +853,7 @@ mod tests {
 
     #[test]
     fn counts_are_sized_from_the_bytes_and_charged_before_allocating() {
-        use crate::tools::synth::{synth, Arch};
-        let onnx = synth(Arch::RetinafaceMnet025, 2).onnx;
-        let m = super::super::import::import(&onnx, 64, 64).unwrap();
-        let src = Source {
-            sha256: [3; 32],
-            width: 64,
-            height: 64,
-        };
+        let (m, src) = detector_at_64();
         let bytes = write(&m, &src);
         let fields = count_fields(&bytes).unwrap();
         let first = |what: &str| fields.iter().find(|f| f.what == what).unwrap();
